@@ -1,0 +1,11 @@
+"""spinenet_tf: SpineNet (scale-permuted backbones) and SpinalNet in Keras 3."""
+
+from spinenet_tf.models.backbone import (SpineNet, build_backbone, spinenet_49,
+                                         spinenet_49s, spinenet_96,
+                                         spinenet_143, spinenet_143l,
+                                         spinenet_190, spinenet_mobile_49,
+                                         spinenet_mobile_49s,
+                                         spinenet_mobile_49xs)
+from spinenet_tf.specs import MODEL_IDS, SCALING, BlockSpec, Scaling
+
+__version__ = '0.1.0'
