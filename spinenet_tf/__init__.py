@@ -6,6 +6,7 @@ from spinenet_tf.models.backbone import (SpineNet, build_backbone, spinenet_49,
                                          spinenet_190, spinenet_mobile_49,
                                          spinenet_mobile_49s,
                                          spinenet_mobile_49xs)
+from spinenet_tf.models.classifier import build_classifier
 from spinenet_tf.specs import MODEL_IDS, SCALING, BlockSpec, Scaling
 
 __version__ = '0.1.0'

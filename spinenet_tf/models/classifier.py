@@ -1,0 +1,60 @@
+"""Image classifier: a SpineNet backbone, global pooling, dropout, dense.
+
+The reference classification setup reads the highest output level; `level`
+picks another one.
+"""
+
+import keras
+
+from spinenet_tf.models.backbone import build_backbone
+
+HEADS = ('dense',)
+
+
+def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
+                     level=None, dropout_rate=0.0, head='dense',
+                     add_head_batch_norm=False, name='spinenet_classifier',
+                     **backbone_kwargs):
+  """Builds a classification model on a SpineNet backbone.
+
+  Args:
+    num_classes: number of output logits.
+    backbone: a model id / spec list / YAML path for `build_backbone`, or an
+      already built `SpineNet` (or any model returning a dict of features).
+    input_shape: (height, width, 3) of the images.
+    level: feature level to classify from (a key of the backbone's outputs);
+      default the highest level.
+    dropout_rate: dropout before the dense layer.
+    head: 'dense' (a single dense layer).
+    add_head_batch_norm: BatchNormalization on the features before pooling.
+    **backbone_kwargs: forwarded to `build_backbone` (min_level, max_level,
+      activation, stochastic_depth_rate, ...).
+
+  Returns:
+    A keras.Model mapping images to logits [batch, num_classes].
+  """
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f'num_classes must be a positive integer, got {num_classes!r}.')
+  if head not in HEADS:
+    raise ValueError(f'head must be one of {list(HEADS)}, got {head!r}.')
+  if not isinstance(backbone, keras.Model):
+    backbone = build_backbone(backbone, input_shape, **backbone_kwargs)
+  elif backbone_kwargs:
+    raise ValueError(f'backbone options {sorted(backbone_kwargs)} given with an '
+                     'already built backbone.')
+  inputs = keras.Input(shape=tuple(input_shape), name='image')
+  features = backbone(inputs)
+  levels = sorted(features, key=int)
+  key = levels[-1] if level is None else str(level)
+  if key not in features:
+    raise ValueError(f'level {level!r} is not an output of the backbone; '
+                     f'levels are {levels}.')
+  x = features[key]
+  if add_head_batch_norm:
+    x = keras.layers.BatchNormalization(name='head_norm')(x)
+  x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
+  x = keras.layers.Dropout(dropout_rate, name='dropout')(x)
+  logits = keras.layers.Dense(
+      num_classes, kernel_initializer=keras.initializers.RandomNormal(
+          stddev=0.01), name='logits')(x)
+  return keras.Model(inputs, logits, name=name)
