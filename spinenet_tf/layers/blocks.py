@@ -22,9 +22,14 @@ class _Block(NormConfigMixin, keras.layers.Layer):
     self._set_norm_config(norm_momentum, norm_epsilon, use_sync_bn,
                           kernel_initializer, kernel_regularizer)
     self._activation_fn = keras.activations.get(activation)
-    self.stochastic_depth = StochasticDepth(
+    self.stochastic_depth = (StochasticDepth(
         self.stochastic_depth_rate, name='stochastic_depth',
-        dtype=self.dtype_policy)
+        dtype=self.dtype_policy) if self.stochastic_depth_rate > 0 else None)
+
+  def _drop_path(self, x, training):
+    if self.stochastic_depth is None:
+      return x
+    return self.stochastic_depth(x, training=training)
 
   def _unit(self, filters, kernel_size, name, strides=1, activation=None,
             depthwise=False):
@@ -68,7 +73,7 @@ class ResidualBlock(_Block):
                 else self.shortcut(inputs, training=training))
     x = self.conv1(inputs, training=training)
     x = self.conv2(x, training=training)
-    x = self.stochastic_depth(x, training=training)
+    x = self._drop_path(x, training)
     return self._activation_fn(x + shortcut)
 
   def compute_output_shape(self, input_shape):
@@ -104,7 +109,7 @@ class BottleneckBlock(_Block):
     x = self.conv1(inputs, training=training)
     x = self.conv2(x, training=training)
     x = self.conv3(x, training=training)
-    x = self.stochastic_depth(x, training=training)
+    x = self._drop_path(x, training)
     return self._activation_fn(x + shortcut)
 
   def compute_output_shape(self, input_shape):
@@ -194,7 +199,7 @@ class MBConvBlock(_Block):
     for unit in self._units():
       x = unit(x, training=training)
     if self.use_residual:
-      x = self.stochastic_depth(x, training=training) + inputs
+      x = self._drop_path(x, training) + inputs
     return x
 
   def compute_output_shape(self, input_shape):

@@ -18,8 +18,14 @@ from spinenet_tf.layers import (BlockFusion, BottleneckBlock, ConvNormAct,
 from spinenet_tf.layers.common import PACKAGE
 
 
-def _block_name(index, repeat=0):
+def block_name(index, repeat=0):
+  """Layer name of repeat `repeat` of block `index` (stem blocks are 0, 1)."""
   return f'block{index:02d}' + (f'_repeat{repeat}' if repeat else '')
+
+
+def resample_name(target_index, slot, parent_index):
+  """Layer name of the resampling of input `slot` (0 or 1) of a block."""
+  return f'{block_name(target_index)}_resample{slot}_from{parent_index:02d}'
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -129,11 +135,11 @@ class _GraphBuilder:
       if block.index not in used:
         features.append(None)
         continue
-      parents = [self._resample(features[p], self.plan.blocks[p], block)
-                 for p in block.parents]
+      parents = [self._resample(features[p], self.plan.blocks[p], block, slot)
+                 for slot, p in enumerate(block.parents)]
       parents += [features[m] for m in block.merged]
       x = BlockFusion(self.activation, self.weighted_fusion,
-                      name=f'{_block_name(block.index)}_fusion')(parents)
+                      name=f'{block_name(block.index)}_fusion')(parents)
       features.append(self._block_group(x, block))
     return {
         str(level): ConvNormAct(self.scaling.endpoints_num_filters, 1,
@@ -163,7 +169,7 @@ class _GraphBuilder:
     for repeat in range(self.scaling.block_repeats):
       in_channels = x.shape[-1]
       x = self._make_block(block, in_channels, strides if repeat == 0 else 1,
-                           _block_name(block.index, repeat))(x)
+                           block_name(block.index, repeat))(x)
     return x
 
   def _make_block(self, block, in_channels, strides, name):
@@ -178,8 +184,8 @@ class _GraphBuilder:
                  else ResidualBlock)
     return block_cls(block.filters, use_projection, **common)
 
-  def _resample(self, x, parent, target):
-    name = f'{_block_name(target.index)}_resample{parent.index:02d}'
+  def _resample(self, x, parent, target, slot):
+    name = resample_name(target.index, slot, parent.index)
     common = dict(activation=self.activation, name=name, **self.unit_args)
     level_change = target.level - parent.level
     if self.mobile:

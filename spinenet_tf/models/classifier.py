@@ -6,15 +6,17 @@ picks another one.
 
 import keras
 
+from spinenet_tf.layers.spinal_dense import SpinalDense
 from spinenet_tf.models.backbone import build_backbone
 
-HEADS = ('dense',)
+HEADS = ('dense', 'spinal')
 
 
 def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
                      level=None, dropout_rate=0.0, head='dense',
-                     add_head_batch_norm=False, name='spinenet_classifier',
-                     **backbone_kwargs):
+                     add_head_batch_norm=False, spinal_layer_width=128,
+                     spinal_num_layers=4, spinal_num_splits=2,
+                     name='spinenet_classifier', **backbone_kwargs):
   """Builds a classification model on a SpineNet backbone.
 
   Args:
@@ -24,9 +26,13 @@ def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
     input_shape: (height, width, 3) of the images.
     level: feature level to classify from (a key of the backbone's outputs);
       default the highest level.
-    dropout_rate: dropout before the dense layer.
-    head: 'dense' (a single dense layer).
+    dropout_rate: dropout before the dense layer (before every dense of the
+      spinal head).
+    head: 'dense' (a single dense layer) or 'spinal' (a SpinalDense on the
+      pooled features).
     add_head_batch_norm: BatchNormalization on the features before pooling.
+    spinal_layer_width, spinal_num_layers, spinal_num_splits: layer_width,
+      num_layers and num_splits of the spinal head.
     **backbone_kwargs: forwarded to `build_backbone` (min_level, max_level,
       activation, stochastic_depth_rate, ...).
 
@@ -53,8 +59,14 @@ def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
   if add_head_batch_norm:
     x = keras.layers.BatchNormalization(name='head_norm')(x)
   x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
-  x = keras.layers.Dropout(dropout_rate, name='dropout')(x)
-  logits = keras.layers.Dense(
-      num_classes, kernel_initializer=keras.initializers.RandomNormal(
-          stddev=0.01), name='logits')(x)
+  if head == 'spinal':
+    logits = SpinalDense(
+        num_classes, layer_width=spinal_layer_width,
+        num_layers=spinal_num_layers, num_splits=spinal_num_splits,
+        dropout_rate=dropout_rate, name='spinal_head')(x)
+  else:
+    x = keras.layers.Dropout(dropout_rate, name='dropout')(x)
+    logits = keras.layers.Dense(
+        num_classes, kernel_initializer=keras.initializers.RandomNormal(
+            stddev=0.01), name='logits')(x)
   return keras.Model(inputs, logits, name=name)

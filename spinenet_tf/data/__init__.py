@@ -1,0 +1,1 @@
+"""Input pipelines: TFDS datasets and small offline datasets."""
