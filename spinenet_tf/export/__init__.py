@@ -1,0 +1,1 @@
+"""Checkpoint conversion and model export."""

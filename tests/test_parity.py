@@ -1,0 +1,83 @@
+"""Parity with Model Garden's SpineNet: parameter counts and checkpoint conversion."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import spinenet_tf
+from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
+from tests.reference import (build_reference, randomize_batch_norm,
+                             save_reference_checkpoint)
+
+# Published counts of the public TF2 implementation (levels 3-7).
+PUBLISHED_PARAMS = {
+    '49S': 9_146_351, '49': 21_920_192, '96': 36_385_728, '143': 60_413_888,
+    '143L': 101_011_093, '190': 126_849_216, 'mobile-49': 2_313_892,
+    'mobile-49S': 1_004_872, 'mobile-49XS': 869_400,
+}
+
+
+@pytest.mark.parametrize('model_id', list(PUBLISHED_PARAMS))
+def test_parameter_count_equals_reference(model_id):
+  size = 384 if model_id.startswith('mobile') else 640
+  ours = spinenet_tf.build_backbone(model_id, (size, size, 3))
+  reference = build_reference(model_id, size)
+  assert ours.count_params() == reference.count_params()
+  assert ours.count_params() == PUBLISHED_PARAMS[model_id]
+  assert len(ours.weights) == len(reference.weights)
+
+
+def _converted_pair(model_id, size, tmp_path):
+  reference = build_reference(model_id, size)
+  randomize_batch_norm(reference)
+  path = save_reference_checkpoint(reference, tmp_path)
+  ours = spinenet_tf.build_backbone(model_id, (size, size, 3))
+  count = convert_checkpoint(path, ours)
+  assert count == len(ours.weights)
+  return reference, ours, path
+
+
+@pytest.mark.parametrize('model_id', ['49S', '96', 'mobile-49XS'])
+def test_converted_checkpoint_reproduces_reference_outputs(model_id, tmp_path):
+  reference, ours, _ = _converted_pair(model_id, 128, tmp_path)
+  images = np.random.default_rng(1).uniform(0, 1, (2, 128, 128, 3)).astype('float32')
+  expected = reference(images, training=False)
+  got = ours(images, training=False)
+  assert sorted(got) == sorted(expected) == ['3', '4', '5', '6', '7']
+  for level in expected:
+    diff = np.max(np.abs(np.asarray(got[level]) - expected[level].numpy()))
+    assert diff <= 1e-4, (level, diff)
+    assert np.abs(expected[level].numpy()).max() > 0.1  # not a trivial match
+
+
+def test_converter_rejects_checkpoint_of_another_variant(tmp_path):
+  reference = build_reference('49S', 128)
+  path = save_reference_checkpoint(reference, tmp_path)
+  other = spinenet_tf.build_backbone('96', (128, 128, 3))
+  with pytest.raises(ValueError, match='weighted layers'):
+    convert_checkpoint(path, other)
+
+
+def test_converter_rejects_missing_checkpoint(tmp_path):
+  model = spinenet_tf.build_backbone('mobile-49XS', (128, 128, 3))
+  with pytest.raises(ValueError, match='no checkpoint'):
+    convert_checkpoint(str(tmp_path), model)
+
+
+def test_convert_script_writes_loadable_weights(tmp_path):
+  reference = build_reference('mobile-49XS', 128)
+  randomize_batch_norm(reference)
+  path = save_reference_checkpoint(reference, tmp_path / 'ref')
+  output = tmp_path / 'out' / 'converted.weights.h5'
+  subprocess.run([sys.executable, 'scripts/convert_checkpoint.py',
+                  '--checkpoint', str(tmp_path / 'ref'), '--model_id',
+                  'mobile-49XS', '--output', str(output)], check=True)
+  ours = spinenet_tf.build_backbone('mobile-49XS', (None, None, 3))
+  ours.load_weights(str(output))
+  images = np.random.default_rng(2).uniform(0, 1, (1, 128, 128, 3)).astype('float32')
+  expected = reference(images, training=False)
+  got = ours(images, training=False)
+  for level in expected:
+    np.testing.assert_allclose(np.asarray(got[level]), expected[level].numpy(),
+                               atol=1e-4)
