@@ -195,7 +195,8 @@ class _GraphBuilder:
 
 
 def _resolve(model_id_or_specs, scaling):
-  """Returns (block_specs, Scaling) for a model id, a YAML path or specs."""
+  """Returns (block_specs, Scaling, YAML path or None) for a model id, a YAML
+  path or specs."""
   if isinstance(scaling, str):
     scaling = specs_lib.SCALING[specs_lib.resolve_model_id(scaling)]
   elif isinstance(scaling, dict):
@@ -205,16 +206,18 @@ def _resolve(model_id_or_specs, scaling):
     if name.endswith(('.yaml', '.yml')):
       block_specs, file_scaling = specs_lib.load_specs_yaml(name)
       scaling = scaling or file_scaling
+      source = name
     else:
       model_id = specs_lib.resolve_model_id(name)
       scaling = scaling or specs_lib.SCALING[model_id]
-      return specs_lib.default_block_specs(scaling.family), scaling
+      return specs_lib.default_block_specs(scaling.family), scaling, None
   else:
     block_specs = specs_lib.parse_block_specs(model_id_or_specs)
+    source = None
   if scaling is None:
     mobile = all(s.block_fn == specs_lib.MBCONV for s in block_specs)
     scaling = specs_lib.SCALING['mobile-49' if mobile else '49']
-  return block_specs, scaling
+  return block_specs, scaling, source
 
 
 def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
@@ -235,9 +238,14 @@ def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
   Returns:
     A `SpineNet` keras.Model mapping images to {str(level): features}.
   """
-  block_specs, scaling = _resolve(model_id_or_specs, scaling)
-  return SpineNet(block_specs, scaling, input_shape, min_level, max_level,
-                  **kwargs)
+  block_specs, scaling, source = _resolve(model_id_or_specs, scaling)
+  try:
+    return SpineNet(block_specs, scaling, input_shape, min_level, max_level,
+                    **kwargs)
+  except ValueError as e:
+    if source is None:
+      raise
+    raise ValueError(f'block spec file {source!r}: {e}') from e
 
 
 def _constructor(model_id):
