@@ -1,0 +1,35 @@
+"""Classifier on a SpineNet backbone."""
+import numpy as np
+import pytest
+
+import spinenet_tf
+
+
+def test_classifier_reads_highest_level_by_default():
+  model = spinenet_tf.build_classifier(5, 'mobile-49XS', (128, 128, 3))
+  backbone = model.get_layer('spinenet')
+  logits = model(np.zeros((2, 128, 128, 3), 'float32'), training=False)
+  assert tuple(logits.shape) == (2, 5)
+  pooled_from = model.get_layer('pool').input
+  assert tuple(pooled_from.shape) == backbone.output_specs['7']
+  assert model.count_params() == backbone.count_params() + 24 * 5 + 5
+
+
+def test_classifier_level_choice_and_errors():
+  model = spinenet_tf.build_classifier(3, 'mobile-49XS', (128, 128, 3), level=4)
+  assert tuple(model.get_layer('pool').input.shape) == (None, 8, 8, 24)
+  with pytest.raises(ValueError, match="level 9 is not an output"):
+    spinenet_tf.build_classifier(3, 'mobile-49XS', (128, 128, 3), level=9)
+  with pytest.raises(ValueError, match='num_classes must be a positive integer'):
+    spinenet_tf.build_classifier(0, 'mobile-49XS')
+  with pytest.raises(ValueError, match='head must be one of'):
+    spinenet_tf.build_classifier(3, 'mobile-49XS', head='mlp')
+
+
+def test_classifier_on_prebuilt_backbone_trains():
+  backbone = spinenet_tf.build_backbone('mobile-49XS', (128, 128, 3))
+  model = spinenet_tf.build_classifier(2, backbone, (128, 128, 3))
+  model.compile('adam', 'sparse_categorical_crossentropy')
+  x = np.random.default_rng(0).uniform(0, 1, (4, 128, 128, 3)).astype('float32')
+  history = model.fit(x, np.array([0, 1, 0, 1]), epochs=2, verbose=0)
+  assert np.isfinite(history.history['loss']).all()
