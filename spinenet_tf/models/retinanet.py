@@ -1,0 +1,196 @@
+"""RetinaNet on a SpineNet backbone: model, label encoding loss, detection.
+
+    model = build_retinanet('49', num_classes=91, input_shape=(640, 640, 3))
+    outputs = model(images, training=True)        # raw per-level outputs
+    losses = model.detection_losses(outputs, gt_boxes, gt_classes)
+    detections = model.detect(images)              # boxes, scores, classes, ...
+
+Images go in as the data pipeline normalises them; boxes are
+(ymin, xmin, ymax, xmax) pixels of the model input. Class ids follow Model
+Garden: slot 0 is background, objects are 1..num_classes-1, -1 is padding.
+`model.compile(optimizer)` + `model.fit` work too: `compute_loss` reads
+y = {'boxes': [B, M, 4], 'classes': [B, M]}.
+"""
+
+import keras
+from keras import ops
+
+from spinenet_tf.detection import anchors as anchors_lib
+from spinenet_tf.detection import assigner, losses, postprocess
+from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.retinanet_head import RetinaNetHead
+from spinenet_tf.models.backbone import build_backbone
+
+HEAD_ARGS = ('num_convs', 'num_filters', 'activation', 'use_sync_bn',
+             'norm_momentum', 'norm_epsilon', 'kernel_regularizer',
+             'prior_probability')
+DEFAULTS = dict(
+    min_level=3, max_level=7, num_scales=3, aspect_ratios=(0.5, 1.0, 2.0),
+    anchor_size=3.0, num_convs=4, num_filters=256, activation='swish',
+    use_sync_bn=False, norm_momentum=0.99, norm_epsilon=1e-3,
+    kernel_regularizer=None, prior_probability=0.01, positive_threshold=0.5,
+    negative_threshold=0.4, box_coder_weights=None, focal_alpha=0.25,
+    focal_gamma=1.5, huber_delta=0.1, box_loss_weight=50.0,
+    score_threshold=0.05, pre_nms_top_k=5000, iou_threshold=0.5,
+    max_detections=100, class_agnostic_nms=False)
+
+
+def _settings(options):
+  unknown = set(options) - set(DEFAULTS)
+  if unknown:
+    raise ValueError(f'Unknown RetinaNet options {sorted(unknown)}; known: '
+                     f'{sorted(DEFAULTS)}.')
+  return {**DEFAULTS, **options}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RetinaNet(keras.Model):
+  """RetinaNet: `backbone` features -> `RetinaNetHead`, plus anchors.
+
+  Args:
+    backbone: a keras.Model with a fixed (height, width, 3) input returning
+      {str(level): features} for min_level..max_level.
+    num_classes: class outputs per anchor, background slot 0 included.
+    **options: any key of `DEFAULTS`: anchors (min_level, max_level,
+      num_scales, aspect_ratios, anchor_size), head (`HEAD_ARGS`), target
+      assignment (positive_threshold, negative_threshold, box_coder_weights),
+      loss (focal_alpha, focal_gamma, huber_delta, box_loss_weight) and
+      detection (score_threshold, pre_nms_top_k, iou_threshold,
+      max_detections, class_agnostic_nms).
+
+  Calling the model returns {'class_outputs': {level: [B, H, W, A * C]},
+  'box_outputs': {level: [B, H, W, A * 4]}}.
+  """
+
+  def __init__(self, backbone, num_classes, name='retinanet', trainable=True,
+               **options):
+    settings = _settings(options)
+    image_shape = tuple(backbone.inputs[0].shape[1:])
+    if None in image_shape[:2]:
+      raise ValueError('RetinaNet needs a backbone with a fixed input size '
+                       f'(anchors are constants), got {image_shape}.')
+    multilevel_anchors = anchors_lib.generate_anchors(
+        image_shape, settings['min_level'], settings['max_level'],
+        settings['num_scales'], settings['aspect_ratios'],
+        settings['anchor_size'])
+    num_anchors = anchors_lib.anchors_per_location(settings['num_scales'],
+                                                   settings['aspect_ratios'])
+    head = RetinaNetHead(settings['min_level'], settings['max_level'],
+                         num_classes, num_anchors, name='head',
+                         **{k: settings[k] for k in HEAD_ARGS})
+    inputs = keras.Input(shape=image_shape, name='image')
+    features = backbone(inputs)
+    class_outputs, box_outputs = head({level: features[level]
+                                       for level in multilevel_anchors})
+    for level, anchors in multilevel_anchors.items():
+      if tuple(class_outputs[level].shape[1:3]) != anchors.shape[:2]:
+        raise ValueError(f'level {level}: features of size '
+                         f'{class_outputs[level].shape[1:3]} do not match the '
+                         f'anchor grid {anchors.shape[:2]}.')
+    super().__init__(inputs=inputs, outputs={'class_outputs': class_outputs,
+                                             'box_outputs': box_outputs},
+                     name=name, trainable=trainable)
+    self.backbone = backbone
+    self.head = head
+    self.num_classes = num_classes
+    self.image_shape = image_shape
+    self.settings = settings
+    self.anchors = anchors_lib.flatten_anchors(multilevel_anchors)
+
+  def flatten_outputs(self, outputs):
+    """Raw outputs -> class logits [B, N, C] and box deltas [B, N, 4]."""
+    return (anchors_lib.flatten_levels(outputs['class_outputs'],
+                                       self.num_classes),
+            anchors_lib.flatten_levels(outputs['box_outputs'], 4))
+
+  def detection_losses(self, outputs, gt_boxes, gt_classes):
+    """Encodes padded ground truth against the anchors and scores `outputs`.
+
+    Args:
+      outputs: what calling the model returned.
+      gt_boxes: [B, M, 4] pixel boxes; gt_classes: [B, M], -1 padding.
+
+    Returns:
+      dict of scalars total_loss (class + box_loss_weight * box, without
+      weight regularisation), class_loss, box_loss, num_positives.
+    """
+    s = self.settings
+    targets = assigner.assign_targets(
+        self.anchors, gt_boxes, gt_classes, s['positive_threshold'],
+        s['negative_threshold'], box_coder_weights=s['box_coder_weights'])
+    class_logits, box_deltas = self.flatten_outputs(outputs)
+    return losses.retinanet_losses(
+        class_logits, box_deltas, targets, self.num_classes,
+        s['focal_alpha'], s['focal_gamma'], s['huber_delta'],
+        s['box_loss_weight'])
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                   training=True):
+    """The `fit` loss: detection total_loss plus regularisation losses."""
+    del x, sample_weight, training
+    loss = self.detection_losses(y_pred, y['boxes'], y['classes'])[
+        'total_loss']
+    return loss + ops.sum(self.losses) if self.losses else loss
+
+  def postprocess(self, outputs):
+    """Raw outputs -> padded detections (see `postprocess.detect`)."""
+    s = self.settings
+    class_logits, box_deltas = self.flatten_outputs(outputs)
+    return postprocess.detect(
+        class_logits, box_deltas, self.anchors, self.image_shape,
+        s['max_detections'], s['score_threshold'], s['pre_nms_top_k'],
+        s['iou_threshold'], s['class_agnostic_nms'], s['box_coder_weights'])
+
+  def detect(self, images):
+    """Images -> dict boxes [B, D, 4] (input pixels), scores [B, D],
+    classes [B, D] (-1 padding), num_detections [B]."""
+    return self.postprocess(self(images, training=False))
+
+  def predict_step(self, data):
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return self.detect(x)
+
+  def get_config(self):
+    settings = dict(self.settings)
+    settings['aspect_ratios'] = list(settings['aspect_ratios'])
+    settings['kernel_regularizer'] = keras.regularizers.serialize(
+        keras.regularizers.get(settings['kernel_regularizer']))
+    return {'name': self.name, 'trainable': self.trainable,
+            'backbone': keras.saving.serialize_keras_object(self.backbone),
+            'num_classes': self.num_classes, **settings}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config['backbone'] = keras.saving.deserialize_keras_object(
+        config['backbone'])
+    return cls(**config)
+
+
+def build_retinanet(backbone_model_id='49', num_classes=91,
+                    input_shape=(640, 640, 3), min_level=3, max_level=7,
+                    backbone_kwargs=None, name='retinanet', **options):
+  """Builds RetinaNet on a SpineNet backbone.
+
+  Args:
+    backbone_model_id: a `build_backbone` model id ('49S', '49', 'mobile-49',
+      ...), YAML path or spec list.
+    num_classes: class outputs per anchor, background slot 0 included (91
+      for COCO's category ids).
+    input_shape: fixed (height, width, 3); sides divisible by 2**max_level.
+    backbone_kwargs: extra `build_backbone` options (stochastic_depth_rate,
+      ...); activation, use_sync_bn and the norm settings are shared with the
+      head.
+    **options: `RetinaNet` options (anchors, head, loss, detection).
+
+  Returns:
+    A `RetinaNet`.
+  """
+  settings = _settings(options)
+  shared = {k: settings[k] for k in ('activation', 'use_sync_bn',
+                                     'norm_momentum', 'norm_epsilon',
+                                     'kernel_regularizer')}
+  backbone = build_backbone(backbone_model_id, input_shape, min_level,
+                            max_level, **{**shared, **(backbone_kwargs or {})})
+  return RetinaNet(backbone, num_classes, name=name, min_level=min_level,
+                   max_level=max_level, **options)
