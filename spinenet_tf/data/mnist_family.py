@@ -7,6 +7,8 @@ files). A class subset keeps only those classes and renumbers them 0..n-1 in
 the order given, as in SpinalNet's 24-class QuickDraw study.
 """
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -30,12 +32,13 @@ def default_splits(name):
 
 
 def _class_ids(all_names, classes):
-  ids = [all_names.index(c) if isinstance(c, str) else int(c) for c in classes]
+  ids = [all_names.index(c) if c in all_names else c for c in classes]
   if not ids or len(set(ids)) != len(ids) or not all(
-      0 <= i < len(all_names) for i in ids):
+      isinstance(i, numbers.Integral) and 0 <= i < len(all_names)
+      for i in ids):
     raise ValueError(f'classes must be distinct class ids in [0, '
                      f'{len(all_names)}) or class names, got {classes!r}.')
-  return ids
+  return [int(i) for i in ids]
 
 
 def class_names(name, classes=None, data_dir=None):

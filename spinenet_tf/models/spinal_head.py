@@ -30,8 +30,8 @@ def with_spinal_head(model, num_classes=None, feature_layer=None,
     model: a functional or Sequential keras.Model with a single output.
     num_classes: output width; default the width of `model`'s output.
     feature_layer: name of the layer whose output feeds the new head.
-    freeze_base: make every base layer non-trainable (BatchNormalization then
-      runs in inference mode).
+    freeze_base: make every layer of `model` non-trainable (shared, so in
+      `model` too); BatchNormalization then runs in inference mode.
     name: name of the new model; default `model.name + '_spinal'`.
     **spinal_kwargs: SpinalDense options (layer_width, num_layers, num_splits,
       dropout_rate, ...).
@@ -57,4 +57,5 @@ def with_spinal_head(model, num_classes=None, feature_layer=None,
       layer.trainable = False
   logits = SpinalDense(num_classes or outputs[0].shape[-1], name='spinal_head',
                        **spinal_kwargs)(features)
-  return keras.Model(inputs, logits, name=name or f'{model.name}_spinal')
+  return keras.Model(inputs[0] if len(inputs) == 1 else inputs, logits,
+                     name=name or f'{model.name}_spinal')
