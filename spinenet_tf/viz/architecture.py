@@ -16,6 +16,7 @@ from spinenet_tf import specs as specs_lib
 from spinenet_tf.models.backbone import _resolve
 
 RADIUS = 0.3
+BOW = 0.55  # the largest sideways bend of a long arrow, in level units
 STYLE = {  # block_fn -> (legend name, face colour, patch maker)
     specs_lib.BOTTLENECK: ('bottleneck', '#4c72b0',
                            lambda xy: RegularPolygon(xy, 4, radius=RADIUS * 1.3,
@@ -54,8 +55,6 @@ def _draw_block(ax, block, used, endpoint):
   patch.set_facecolor(face if live else UNUSED_FACE)
   patch.set_edgecolor('black' if endpoint else (face if live else UNUSED_EDGE))
   patch.set_linewidth(3.0 if endpoint else 1.0)
-  if block.is_stem:
-    patch.set_hatch('//')
   patch.set_zorder(3)
   ax.add_patch(patch)
   x, y = _position(block)
@@ -75,10 +74,10 @@ def _draw_block(ax, block, used, endpoint):
 def _draw_edge(ax, source, target, patches, merge, live):
   (x0, y0), (x1, _) = _position(source), _position(target)
   span = x1 - x0
-  # Neighbours get straight arrows; long edges bow away from the blocks in
-  # between (down for edges that go down or stay level, up otherwise).
-  rad = 0.0 if span <= 1.7 else (0.25 if target.level <= source.level
-                                 else -0.2)
+  # Neighbours get straight arrows; long edges bow (by at most BOW) away
+  # from the blocks in between: down for edges that go down or stay level.
+  bow = 0.0 if span <= 1.7 else min(0.25, 2 * BOW / span)
+  rad = bow if target.level <= source.level else -bow
   color = (MERGE_COLOR if merge else INPUT_COLOR) if live else UNUSED_EDGE
   ax.add_patch(FancyArrowPatch(
       patchA=patches[source.index], patchB=patches[target.index],
@@ -88,7 +87,7 @@ def _draw_edge(ax, source, target, patches, merge, live):
       alpha=0.9 if live else 0.6, zorder=2))
 
 
-def _legend(ax, family):
+def _legend(ax, family, any_unused):
   fns = specs_lib.BLOCK_TYPES[family]
   handles = [Line2D([], [], linestyle='', marker=LEGEND_MARKERS[fn],
                     markersize=10, markerfacecolor=STYLE[fn][1],
@@ -98,13 +97,15 @@ def _legend(ax, family):
       Line2D([], [], linestyle='', marker='o', markersize=10,
              markerfacecolor='white', markeredgecolor='black',
              markeredgewidth=3, label='output block (P<level>)'),
-      Line2D([], [], linestyle='', marker='o', markersize=10,
-             markerfacecolor=UNUSED_FACE, markeredgecolor=UNUSED_EDGE,
-             label='feeds no output (not built)'),
       Line2D([], [], color=INPUT_COLOR, label='resampled input'),
       Line2D([], [], color=MERGE_COLOR, linestyle='--', linewidth=1.6,
              label='output merge'),
   ]
+  if any_unused:
+    handles.append(Line2D([], [], linestyle='', marker='o', markersize=10,
+                          markerfacecolor=UNUSED_FACE,
+                          markeredgecolor=UNUSED_EDGE,
+                          label='feeds no output (not built)'))
   ax.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, -0.04),
             ncol=len(handles), frameon=False, fontsize=9, handlelength=2.2)
 
@@ -116,7 +117,7 @@ def _subtitle(plan):
           f'endpoints {s.endpoints_num_filters} ch')
   if plan.family == specs_lib.SPINENET:
     text += f', resample alpha {s.resample_alpha}'
-  return text + '; hatched: stem; numbers: block index / output channels'
+  return text + '; numbers: block index / output channels'
 
 
 def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
@@ -132,7 +133,7 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
       `build_backbone`).
     title: the figure title; defaults to the model id or file name.
   """
-  block_specs, scaling = _resolve(specs_or_model_id, scaling)
+  block_specs, scaling = _resolve(specs_or_model_id, scaling)[:2]
   plan = specs_lib.make_plan(block_specs, scaling, min_level, max_level)
   title = title or _title(specs_or_model_id)
   used = plan.used_blocks()
@@ -147,12 +148,19 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
              for b in plan.blocks}
   for block in plan.blocks:
     live = block.index in used
-    for p in block.parents:
+    # A stem block reads the one before it; the others read their parents.
+    inputs = ((block.index - 1,) if block.is_stem and block.index
+              else block.parents)
+    for p in inputs:
       _draw_edge(ax, plan.blocks[p], block, patches, False, live)
     for m in block.merged:
       _draw_edge(ax, plan.blocks[m], block, patches, True, live)
+  stems = [_position(b)[0] for b in plan.blocks if b.is_stem]
+  ax.axvspan(stems[0] - 0.5, stems[-1] + 0.5, color='#f3f3f3', zorder=0)
+  ax.text((stems[0] + stems[-1]) / 2, max(levels) + 0.5, 'stem',
+          ha='center', va='center', fontsize=9, color='#777777')
   ax.set_xlim(-0.8, width - 0.7)
-  ax.set_ylim(min(levels) - 0.8, max(levels) + 0.8)
+  ax.set_ylim(min(levels) - 1.0, max(levels) + 0.8)
   ax.set_aspect('equal')
   ax.set_yticks(range(min(levels), max(levels) + 1))
   ax.set_yticklabels([f'L{lv}  (1/{2 ** lv})'
@@ -165,7 +173,7 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
   ax.set_title(f'{title}\n', fontsize=13, fontweight='bold')
   ax.text(0.5, 1.01, _subtitle(plan), transform=ax.transAxes, ha='center',
           va='bottom', fontsize=8, color='#555555')
-  _legend(ax, plan.family)
+  _legend(ax, plan.family, len(used) < len(plan.blocks))
   fig.tight_layout()
   directory = os.path.dirname(os.fspath(path))
   if directory:
