@@ -8,15 +8,8 @@
 # the built-in dataset, evaluate, export, predict) joins when detection lands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}"
 OUT="${OUT:-outputs/quickstart}"
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "== creating virtualenv $VENV"
-  "${PYTHON:-python3}" -m venv "$VENV"
-fi
-echo "== installing spinenet_tf into $VENV (first run: a few minutes)"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e .
+source scripts/lib/venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p "$OUT"
 echo "== 1/3 building all variants"

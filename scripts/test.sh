@@ -3,15 +3,7 @@
 # Usage: scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}"
-PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "== creating virtualenv $VENV"
-  "$PYTHON" -m venv "$VENV"
-fi
-echo "== installing spinenet_tf[test] into $VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+EXTRAS=test source scripts/lib/venv.sh
 # JAX backend test: the CPU wheel is small enough for CI; failure to install only skips that test.
 "$VENV/bin/python" -m pip install -q "jax[cpu]" || echo "== jax not installed: the JAX backend test will be skipped"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

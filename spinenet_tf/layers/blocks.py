@@ -50,75 +50,73 @@ class _Block(NormConfigMixin, keras.layers.Layer):
             **self._norm_config_dict()}
 
 
+class _ResNetBlock(_Block):
+  """A chain of conv units plus a (projected) shortcut, then the activation.
+
+  Subclasses set `expansion` (output width / `filters`) and `_make_units`.
+  """
+
+  expansion = 1
+
+  def __init__(self, filters, use_projection=False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.use_projection = use_projection
+    self.shortcut = (self._unit(filters * self.expansion, 1, 'shortcut',
+                                self.strides) if use_projection else None)
+    self.units = self._make_units()
+
+  def _make_units(self):
+    raise NotImplementedError
+
+  def build(self, input_shape):
+    if self.shortcut is not None:
+      self.shortcut.build(input_shape)
+    self._build_chain(self.units, input_shape)
+
+  def call(self, inputs, training=None):
+    shortcut = (inputs if self.shortcut is None
+                else self.shortcut(inputs, training=training))
+    x = inputs
+    for unit in self.units:
+      x = unit(x, training=training)
+    x = self._drop_path(x, training)
+    return self._activation_fn(x + shortcut)
+
+  def compute_output_shape(self, input_shape):
+    shape = input_shape
+    for unit in self.units:
+      shape = unit.compute_output_shape(shape)
+    return shape
+
+  def get_config(self):
+    return {**super().get_config(), 'filters': self.filters,
+            'use_projection': self.use_projection}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ResidualBlock(_Block):
+class ResidualBlock(_ResNetBlock):
   """Two 3x3 convs with a (projected) shortcut; output width `filters`."""
 
-  def __init__(self, filters, use_projection=False, **kwargs):
-    super().__init__(**kwargs)
-    self.filters = filters
-    self.use_projection = use_projection
-    self.shortcut = (self._unit(filters, 1, 'shortcut', self.strides)
-                     if use_projection else None)
-    self.conv1 = self._unit(filters, 3, 'conv1', self.strides, self.activation)
-    self.conv2 = self._unit(filters, 3, 'conv2')
-
-  def build(self, input_shape):
-    if self.shortcut is not None:
-      self.shortcut.build(input_shape)
-    self._build_chain([self.conv1, self.conv2], input_shape)
-
-  def call(self, inputs, training=None):
-    shortcut = (inputs if self.shortcut is None
-                else self.shortcut(inputs, training=training))
-    x = self.conv1(inputs, training=training)
-    x = self.conv2(x, training=training)
-    x = self._drop_path(x, training)
-    return self._activation_fn(x + shortcut)
-
-  def compute_output_shape(self, input_shape):
-    return self.conv1.compute_output_shape(input_shape)
-
-  def get_config(self):
-    return {**super().get_config(), 'filters': self.filters,
-            'use_projection': self.use_projection}
+  def _make_units(self):
+    self.conv1 = self._unit(self.filters, 3, 'conv1', self.strides,
+                            self.activation)
+    self.conv2 = self._unit(self.filters, 3, 'conv2')
+    return [self.conv1, self.conv2]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class BottleneckBlock(_Block):
+class BottleneckBlock(_ResNetBlock):
   """1x1 -> 3x3 -> 1x1 (4x wider) with a (projected) shortcut."""
 
-  def __init__(self, filters, use_projection=False, **kwargs):
-    super().__init__(**kwargs)
-    self.filters = filters
-    self.use_projection = use_projection
-    self.shortcut = (self._unit(filters * 4, 1, 'shortcut', self.strides)
-                     if use_projection else None)
-    self.conv1 = self._unit(filters, 1, 'conv1', 1, self.activation)
-    self.conv2 = self._unit(filters, 3, 'conv2', self.strides, self.activation)
-    self.conv3 = self._unit(filters * 4, 1, 'conv3')
+  expansion = 4
 
-  def build(self, input_shape):
-    if self.shortcut is not None:
-      self.shortcut.build(input_shape)
-    self._build_chain([self.conv1, self.conv2, self.conv3], input_shape)
-
-  def call(self, inputs, training=None):
-    shortcut = (inputs if self.shortcut is None
-                else self.shortcut(inputs, training=training))
-    x = self.conv1(inputs, training=training)
-    x = self.conv2(x, training=training)
-    x = self.conv3(x, training=training)
-    x = self._drop_path(x, training)
-    return self._activation_fn(x + shortcut)
-
-  def compute_output_shape(self, input_shape):
-    shape = self.conv2.compute_output_shape(input_shape)
-    return tuple(shape[:-1]) + (self.filters * 4,)
-
-  def get_config(self):
-    return {**super().get_config(), 'filters': self.filters,
-            'use_projection': self.use_projection}
+  def _make_units(self):
+    self.conv1 = self._unit(self.filters, 1, 'conv1', 1, self.activation)
+    self.conv2 = self._unit(self.filters, 3, 'conv2', self.strides,
+                            self.activation)
+    self.conv3 = self._unit(self.filters * 4, 1, 'conv3')
+    return [self.conv1, self.conv2, self.conv3]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
