@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Benchmark our SpineNet against Model Garden's: params, FLOPs, CPU latency.
+
+Both models are measured by the same code in one run: parameters with
+`count_params()`; FLOPs by tracing `model(x, training=False)` for a
+[1, size, size, 3] float32 input into a concrete function, freezing its
+variables and counting with the TF profiler (`float_operation()`, 1
+multiply-add = 2 FLOPs); latency as the median of timed calls of each model
+wrapped in `tf.function`, ours and the reference alternating call by call.
+
+  python scripts/benchmark.py --output_md bench.md --output_json bench.json
+  python scripts/benchmark.py --quick
+  python scripts/benchmark.py --variants 49,mobile-49 --repeats 50
+"""
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from official.vision.modeling.backbones import spinenet  # noqa: E402
+from official.vision.modeling.backbones import spinenet_mobile  # noqa: E402
+from tensorflow.python.framework import convert_to_constants  # noqa: E402
+
+import spinenet_tf  # noqa: E402
+
+# Variant -> input size (backbone, levels 3-7).
+VARIANTS = {'49S': 640, '49': 640, '96': 640, '143': 640, '143L': 640,
+            '190': 640, 'mobile-49': 384, 'mobile-49S': 384,
+            'mobile-49XS': 384}
+QUICK_VARIANTS = ('49S', '49', 'mobile-49XS')
+CONV_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul')
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('variants', None, 'Variants to count (default: all 9; '
+                  f'--quick: {",".join(QUICK_VARIANTS)}).')
+flags.DEFINE_list('latency_variants', ['49'], 'Variants to time.')
+flags.DEFINE_integer('repeats', 20, 'Timed calls per model.')
+flags.DEFINE_integer('warmup', 3, 'Untimed calls per model before timing.')
+flags.DEFINE_bool('quick', False, 'Fewer variants, 5 repeats, 1 warm-up.')
+flags.DEFINE_string('output_json', None, 'Write the results as JSON here.')
+flags.DEFINE_string('output_md', None, 'Write the markdown tables here.')
+
+
+def build_ours(model_id, size):
+  return spinenet_tf.build_backbone(model_id, (size, size, 3))
+
+
+def build_reference(model_id, size):
+  """Model Garden's backbone with its own SCALING_MAP entry for `model_id`."""
+  input_specs = tf_keras.layers.InputSpec(shape=[1, size, size, 3])
+  if model_id.startswith('mobile-'):
+    scaling = spinenet_mobile.SCALING_MAP[model_id[len('mobile-'):]]
+    return spinenet_mobile.SpineNetMobile(input_specs=input_specs, **scaling)
+  return spinenet.SpineNet(input_specs=input_specs,
+                           **spinenet.SCALING_MAP[model_id])
+
+
+BUILDERS = {'ours': build_ours, 'reference': build_reference}
+
+
+def inference_fn(model):
+  return tf.function(lambda x: model(x, training=False))
+
+
+def count_flops(model, size):
+  """FLOPs per op type of the frozen inference graph, via the TF profiler."""
+  concrete = inference_fn(model).get_concrete_function(
+      tf.TensorSpec([1, size, size, 3], tf.float32))
+  graph = convert_to_constants.convert_variables_to_constants_v2(
+      concrete).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options['output'] = 'none'
+  root = tf.compat.v1.profiler.profile(graph=graph, cmd='op', options=options)
+  by_type, node = {}, root
+  while node.children:  # the op view nests one op type per level
+    node = node.children[0]
+    by_type[node.name] = int(node.float_ops)
+  assert sum(by_type.values()) == root.total_float_ops
+  return by_type
+
+
+def release():
+  keras.backend.clear_session()
+  tf_keras.backend.clear_session()
+  gc.collect()
+
+
+def measure_variant(model_id):
+  """Params and FLOPs of ours and the reference, one model at a time."""
+  size = VARIANTS[model_id]
+  row = {'variant': model_id, 'input': size}
+  for side, build in BUILDERS.items():
+    start = time.time()
+    model = build(model_id, size)
+    by_type = count_flops(model, size)
+    row[side] = {'params': int(model.count_params()),
+                 'flops': sum(by_type.values()),
+                 'conv_flops': sum(by_type.get(t, 0) for t in CONV_OPS),
+                 'flops_by_op': by_type}
+    del model
+    release()
+    logging.info('%s %s: %.1f s', model_id, side, time.time() - start)
+  return row
+
+
+def measure_latency(model_id, repeats, warmup):
+  """Median ms per batch-1 call; ours and the reference alternate calls."""
+  size = VARIANTS[model_id]
+  image = tf.constant(np.random.default_rng(0).uniform(
+      0, 1, (1, size, size, 3)).astype('float32'))
+  fns = {side: inference_fn(build(model_id, size))
+         for side, build in BUILDERS.items()}
+  for _ in range(warmup):
+    for fn in fns.values():
+      _run(fn, image)
+  times = {side: [] for side in fns}
+  for _ in range(repeats):
+    for side, fn in fns.items():
+      times[side].append(_run(fn, image))
+  del fns
+  release()
+  result = {'variant': model_id, 'input': size, 'batch': 1,
+            'repeats': repeats, 'warmup': warmup}
+  for side, values in times.items():
+    result[side] = {'median_ms': statistics.median(values),
+                    'min_ms': min(values), 'max_ms': max(values)}
+  result['ratio'] = result['ours']['median_ms'] / result['reference']['median_ms']
+  return result
+
+
+def _run(fn, image):
+  """Milliseconds for one call, outputs copied to the host."""
+  start = time.perf_counter()
+  outputs = fn(image)
+  for value in outputs.values():
+    value.numpy()
+  return 1000 * (time.perf_counter() - start)
+
+
+def _g(flops):
+  return f'{flops / 1e9:.2f}'
+
+
+def counts_table(rows):
+  lines = [
+      'Backbone, levels 3-7, batch 1, float32. GFLOPs = 1e9 FLOPs counted by '
+      'the TF profiler (`float_operation()`) on the frozen inference graph; '
+      '1 multiply-add = 2 FLOPs. "conv" = Conv2D + DepthwiseConv2dNative + '
+      'MatMul only.',
+      '',
+      '| variant | input | params ours | params Model Garden | GFLOPs ours | '
+      'GFLOPs Model Garden | ours / MG | conv GFLOPs ours | '
+      'conv GFLOPs Model Garden |',
+      '|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    ours, ref = r['ours'], r['reference']
+    lines.append(
+        f"| {r['variant']} | {r['input']} | {ours['params']:,} | "
+        f"{ref['params']:,} | {_g(ours['flops'])} | {_g(ref['flops'])} | "
+        f"{ours['flops'] / ref['flops']:.4f} | {_g(ours['conv_flops'])} | "
+        f"{_g(ref['conv_flops'])} |")
+  return '\n'.join(lines)
+
+
+def latency_table(rows):
+  lines = [
+      f'CPU latency, batch 1, float32, `tf.function` (training=False), '
+      f'{os.cpu_count()} CPU cores; median (min-max) ms of timed calls, ours '
+      'and Model Garden alternating call by call after warm-up calls.',
+      '',
+      '| variant | input | repeats | ours ms | Model Garden ms | ours / MG |',
+      '|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    cells = [f"{r[s]['median_ms']:.1f} ({r[s]['min_ms']:.1f}-"
+             f"{r[s]['max_ms']:.1f})" for s in ('ours', 'reference')]
+    lines.append(f"| {r['variant']} | {r['input']} | {r['repeats']} | "
+                 f"{cells[0]} | {cells[1]} | {r['ratio']:.2f} |")
+  return '\n'.join(lines)
+
+
+def environment():
+  return {'tensorflow': tf.__version__, 'keras': keras.__version__,
+          'tf_keras': tf_keras.__version__, 'python': platform.python_version(),
+          'machine': platform.machine(), 'cpu_count': os.cpu_count(),
+          'date': time.strftime('%Y-%m-%d')}
+
+
+def main(argv):
+  del argv
+  variants = FLAGS.variants or (QUICK_VARIANTS if FLAGS.quick else VARIANTS)
+  repeats, warmup = ((5, 1) if FLAGS.quick else (FLAGS.repeats, FLAGS.warmup))
+  unknown = sorted({*variants, *FLAGS.latency_variants} - set(VARIANTS))
+  if unknown:
+    sys.exit(f'error: unknown variant(s) {unknown}; choose from '
+             f'{", ".join(VARIANTS)}.')
+  counts = [measure_variant(v) for v in variants]
+  latency = [measure_latency(v, repeats, warmup)
+             for v in FLAGS.latency_variants]
+  markdown = '\n\n'.join([counts_table(counts), latency_table(latency)]) + '\n'
+  print(markdown)
+  if FLAGS.output_md:
+    with open(FLAGS.output_md, 'w') as f:
+      f.write(markdown)
+  if FLAGS.output_json:
+    with open(FLAGS.output_json, 'w') as f:
+      json.dump({'environment': environment(), 'counts': counts,
+                 'latency': latency}, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)
