@@ -1,4 +1,5 @@
-"""spinenet_tf: SpineNet (scale-permuted backbones) and SpinalNet in Keras 3."""
+"""spinenet_tf: SpineNet (scale-permuted backbones), RetinaNet-SpineNet and
+SpinalNet in Keras 3."""
 
 from spinenet_tf.models.backbone import (SpineNet, build_backbone, spinenet_49,
                                          spinenet_49s, spinenet_96,
@@ -7,6 +8,9 @@ from spinenet_tf.models.backbone import (SpineNet, build_backbone, spinenet_49,
                                          spinenet_mobile_49s,
                                          spinenet_mobile_49xs)
 from spinenet_tf.models.classifier import build_classifier
+from spinenet_tf.models.retinanet import RetinaNet, build_retinanet
+from spinenet_tf.models.spinal_head import with_spinal_head
+from spinenet_tf.models.spinal_vgg import build_spinal_vgg
 from spinenet_tf.specs import MODEL_IDS, SCALING, BlockSpec, Scaling
 
 __version__ = '0.1.0'

@@ -5,5 +5,6 @@ from spinenet_tf.layers.blocks import (BottleneckBlock, MBConvBlock,
 from spinenet_tf.layers.common import ConvNormAct
 from spinenet_tf.layers.fusion import BlockFusion
 from spinenet_tf.layers.resample import MobileResample, Resample
+from spinenet_tf.layers.retinanet_head import RetinaNetHead
 from spinenet_tf.layers.spinal_dense import SpinalDense
 from spinenet_tf.layers.stochastic_depth import StochasticDepth
