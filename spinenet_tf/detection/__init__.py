@@ -7,6 +7,8 @@ from spinenet_tf.detection.anchors import (anchors_per_location,
                                            flatten_anchors, flatten_levels,
                                            generate_anchors)
 from spinenet_tf.detection.assigner import assign_targets
+from spinenet_tf.detection.coco_eval import (CocoEvaluator, detections_to_coco,
+                                             write_results_json)
 from spinenet_tf.detection.box_coder import (clip_boxes, decode_boxes,
                                              encode_boxes, pairwise_iou)
 from spinenet_tf.detection.losses import (huber_loss, retinanet_losses,
