@@ -39,7 +39,8 @@ from official.vision.dataloaders import tf_example_decoder  # noqa: E402
 from official.vision.ops import anchor, preprocess_ops  # noqa: E402
 
 from spinenet_tf.data import detection_input, detection_parser  # noqa: E402
-from spinenet_tf.data import detection_records, synthetic_shapes  # noqa: E402
+from spinenet_tf.data import detection_records, image_ops  # noqa: E402
+from spinenet_tf.data import skipping, synthetic_shapes  # noqa: E402
 
 OUTPUT_SIZE = 640
 SCALE_RANGE = (0.5, 2.0)
@@ -136,12 +137,12 @@ def stage_rows(records):
        tf.function(lambda e: tf.image.decode_and_crop_jpeg(
            e, [80, 160, 320, 320], channels=3)), encoded),
       ('skip guard: parse inside a one-element dataset', 'ours',
-       tf.function(lambda r: detection_input.guarded(
+       tf.function(lambda r: skipping.guarded(
            detection_records.decode_example, r)), records),
       ('normalise 640x480, broadcasting [3] constants', 'Model Garden',
        tf.function(preprocess_ops.normalize_image), [image]),
       ('normalise 640x480 as [480, 1920] rows', 'ours',
-       tf.function(detection_parser.normalize_image), [image]),
+       tf.function(image_ops.normalize_image), [image]),
       ('resize 640x480 -> 1280x960 (scale 2), then crop', 'Model Garden',
        tf.function(lambda x: tf.image.resize(
            tf.cast(x, tf.float32), [960, 1280])[:640, :640]), [image]),

@@ -15,7 +15,7 @@ from official.vision.ops import preprocess_ops
 from tensorflow_datasets.testing import mocking
 
 from spinenet_tf.data import coco_tfds, detection_input, detection_parser
-from spinenet_tf.data import detection_records
+from spinenet_tf.data import detection_records, image_ops
 
 SIZE = 128
 
@@ -49,8 +49,7 @@ def example(encoded, boxes, classes):
 
 
 def unnormalize(image):
-  return np.asarray(image) * detection_parser.STDDEV_RGB + (
-      detection_parser.MEAN_RGB)
+  return np.asarray(image) * image_ops.STDDEV_RGB + image_ops.MEAN_RGB
 
 
 def bright_box(image):
@@ -105,7 +104,7 @@ def test_ragged_and_missing_object_lists_are_fitted():
 def test_normalisation_matches_model_garden():
   image = tf.constant(np.random.default_rng(0).integers(
       0, 256, (5, 7, 3)), tf.uint8)
-  np.testing.assert_allclose(detection_parser.normalize_image(image),
+  np.testing.assert_allclose(image_ops.normalize_image(image),
                              preprocess_ops.normalize_image(image),
                              atol=1e-5)
 

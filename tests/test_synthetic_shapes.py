@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spinenet_tf.data import detection_input, detection_records
+from spinenet_tf.data import detection_input, image_ops
 from spinenet_tf.data import synthetic_shapes
 from spinenet_tf.models.retinanet import build_retinanet
 
@@ -71,7 +71,7 @@ def test_records_hold_the_drawn_scenes(dataset):
     np.testing.assert_array_equal(example['classes'], classes)
     np.testing.assert_array_equal(
         example['areas'], np.bincount(owner.ravel())[1:len(classes) + 1])
-    decoded = detection_records.decode_image(example['encoded']).numpy()
+    decoded = image_ops.decode_image(example['encoded']).numpy()
     for i in range(len(classes)):  # each shape keeps its colour in the JPEG
       mask = owner == i + 1
       np.testing.assert_allclose(np.median(decoded[mask], axis=0),

@@ -22,12 +22,14 @@ and `(k=5)`; with one-hot labels (`label_smoothing > 0`)
 `keras.metrics.TopKCategoricalAccuracy(k=1)` and `(k=5)`.
 """
 
-import threading
+import functools
 
-from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from official.vision.ops import augment
+
+from spinenet_tf.data import image_ops
+from spinenet_tf.data.skipping import SkipCounter, guarded
 
 # name: (classes as TFDS reports them, training split, evaluation split).
 # Other splits: 'test' of each (unlabelled), 'mini' of i_naturalist2021
@@ -37,8 +39,6 @@ DATASETS = {
     'i_naturalist2021': (10000, 'train', 'val'),
     'imagenet2012': (1000, 'train', 'validation'),
 }
-MEAN_RGB = tuple(255 * m for m in (0.485, 0.456, 0.406))
-STDDEV_RGB = tuple(255 * s for s in (0.229, 0.224, 0.225))
 # The center crop is image_size / (image_size + 32) of the short side.
 CROP_PADDING = 32
 AREA_RANGE = (0.08, 1.0)
@@ -78,34 +78,10 @@ def read_num_classes(name, data_dir=None):
   return _builder(name, data_dir).info.features['label'].num_classes
 
 
-class SkipCounter:
-  """Counts and logs records skipped because their image could not be
-  decoded. `count` is the number skipped so far by every pipeline that
-  shares this counter (per process)."""
-
-  def __init__(self):
-    self.count = 0
-    self._lock = threading.Lock()
-
-  def _skip(self, record_id):
-    with self._lock:
-      self.count += 1
-      count = self.count
-    logging.warning('Skipped record %s: its image could not be decoded (%d '
-                    'records skipped so far).',
-                    record_id.numpy().decode(errors='replace'), count)
-    return False
-
-  def keep(self, ok, record_id):
-    """Graph-side filter predicate: `ok`; counts and logs when not."""
-    return tf.cond(ok, lambda: ok, lambda: tf.ensure_shape(
-        tf.py_function(self._skip, [record_id], tf.bool), []))
-
-
-def _center_window(shape, image_size):
+def _center_window(size, image_size):
   """[y, x, h, w]: the central square of image_size / (image_size + 32) of
-  the short side."""
-  height, width = shape[0], shape[1]
+  the short side of an image of `size` [2]."""
+  height, width = size[0], size[1]
   fraction = image_size / (image_size + CROP_PADDING)
   side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32),
                  tf.int32)
@@ -114,61 +90,29 @@ def _center_window(shape, image_size):
                    side])
 
 
-def _random_window(shape, image_size, seed):
+def _random_window(size, image_size, seed):
   """[y, x, h, w] of a random crop (area and aspect ratio in the standard
-  ranges); the center window when no attempt fits."""
-  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-      min_object_covered=0.1, aspect_ratio_range=ASPECT_RATIO_RANGE,
-      area_range=AREA_RANGE, max_attempts=10)
-  failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
-  return tf.cond(failed, lambda: _center_window(shape, image_size),
-                 lambda: tf.concat([begin[:2], size[:2]], 0))
-
-
-def _decode_window(encoded, window_fn):
-  """uint8 RGB [h, w, 3] of the window `window_fn(shape)`; a JPEG decodes
-  only that window."""
-
-  def jpeg():
-    window = window_fn(tf.image.extract_jpeg_shape(encoded))
-    return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
-
-  def other():
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    y, x, h, w = tf.unstack(window_fn(tf.shape(image)))
-    return image[y:y + h, x:x + w]
-
-  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
-  image.set_shape([None, None, 3])
-  return image
+  ranges) of an image of `size` [2]; the center window when no attempt
+  fits."""
+  begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.concat([size, [3]], 0), tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+      seed=seed, min_object_covered=0.1,
+      aspect_ratio_range=ASPECT_RATIO_RANGE, area_range=AREA_RANGE,
+      max_attempts=10)
+  failed = tf.reduce_all(tf.equal(crop[:2], size))
+  return tf.cond(failed, lambda: _center_window(size, image_size),
+                 lambda: tf.concat([begin[:2], crop[:2]], 0))
 
 
 def _decode_resized(encoded, seed, is_training, image_size):
   """float32 [S, S, 3] in 0..255: the crop window, decoded and resized."""
   if is_training:
-    window_fn = lambda shape: _random_window(shape, image_size, seed)
+    window_fn = lambda size, _: _random_window(size, image_size, seed)
   else:
-    window_fn = lambda shape: _center_window(shape, image_size)
-  image = tf.image.resize(_decode_window(encoded, window_fn),
-                          [image_size, image_size])
+    window_fn = lambda size, _: _center_window(size, image_size)
+  pixels = image_ops.decode_window(encoded, window_fn)[0]
+  image = tf.image.resize(pixels, [image_size, image_size])
   return tf.ensure_shape(image, [image_size, image_size, 3])
-
-
-def _try_decode(encoded, seed, is_training, image_size):
-  """(image, True), or (zeros, False) when the image cannot be decoded: the
-  decode runs in a one-element dataset that drops the element on error,
-  followed by the fallback; the first element is taken."""
-  attempt = tf.data.Dataset.from_tensors((encoded, seed)).map(
-      lambda e, s: (_decode_resized(e, s, is_training, image_size), True))
-  failed = tf.data.Dataset.from_tensors(
-      (tf.zeros([image_size, image_size, 3]), False))
-  return attempt.ignore_errors().concatenate(failed).take(
-      1).get_single_element()
-
-
-def _normalize(image):
-  return (image - MEAN_RGB) / STDDEV_RGB
 
 
 def build_classification_dataset(
@@ -207,8 +151,8 @@ def build_classification_dataset(
       `is_training`.
     input_context: a `tf.distribute.InputContext`: read only this pipeline's
       TFDS files (the split needs at least `num_input_pipelines` files).
-    skip_counter: a `SkipCounter` to read how many records were skipped (a
-      new one, only logging, by default).
+    skip_counter: a `SkipCounter` to read how many records were skipped
+      (`skipped_records`; a new one, only logging, by default).
 
   Returns:
     A tf.data.Dataset of (images float32 [B, S, S, 3], labels).
@@ -242,7 +186,9 @@ def build_classification_dataset(
   ds = tf.data.Dataset.zip(records, seeds.batch(2))
 
   def decode(record, seed):
-    image, ok = _try_decode(record['image'], seed, is_training, image_size)
+    image, ok = guarded(
+        functools.partial(_decode_resized, is_training=is_training,
+                          image_size=image_size), record['image'], seed)
     return image, record['label'], ok, record['tfds_id'], seed
 
   def augment_and_normalize(image, label, seed):
@@ -251,7 +197,7 @@ def build_classification_dataset(
       image = tf.image.stateless_random_flip_left_right(image, flip_seed)
       if augmenter is not None:
         image = augmenter.distort(image)
-    return _normalize(image), tf.cast(label, tf.int32)
+    return image_ops.normalize_image(image), tf.cast(label, tf.int32)
 
   ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.filter(lambda image, label, ok, record_id, seed:

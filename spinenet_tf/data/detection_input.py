@@ -22,71 +22,13 @@ uncounted (its length is unknowable). A truncated file ends at its last
 whole record.
 """
 
-import threading
-
-from absl import logging
 import tensorflow as tf
 
 from spinenet_tf.data import (coco_tfds, detection_parser, detection_records,
                               synthetic_shapes)
+from spinenet_tf.data.skipping import SkipCounter, guarded
 
 SOURCES = ('tfrecord', 'tfds', 'synthetic')
-
-
-class SkipCounter:
-  """What a pipeline dropped: records skipped (each logged) and invalid
-  boxes (logged at most once a minute). Read `skipped_records` and
-  `invalid_boxes` at any time; they count what has been read so far.
-
-  Counting and logging happen in a `tf.py_function`, called only for bad
-  records: the pipeline runs in the Python process that built it (as with
-  Keras `fit` and `distribute_datasets_from_function`; not tf.data service).
-  """
-
-  def __init__(self):
-    self.skipped_records = 0
-    self.invalid_boxes = 0
-    self._lock = threading.Lock()
-
-  def _report(self, ok, num_invalid, where):
-    ok, num_invalid = bool(ok), int(num_invalid)
-    where = where.numpy().decode(errors='replace')
-    with self._lock:
-      self.skipped_records += not ok
-      self.invalid_boxes += num_invalid
-      skipped, invalid = self.skipped_records, self.invalid_boxes
-    if not ok:
-      logging.warning('Skipped record %s: its image or tf.Example could not '
-                      'be decoded (%d records skipped so far).', where,
-                      skipped)
-    if num_invalid:
-      logging.log_every_n_seconds(
-          logging.WARNING, 'Dropped %d invalid boxes of record %s (not '
-          'finite, empty, outside the image or class out of range; %d so '
-          'far).', 60, num_invalid, where, invalid)
-    return ok
-
-  def keep(self, ok, num_invalid, where):
-    """Graph-side: counts and logs (only for bad records); returns `ok`."""
-    return tf.cond(
-        ok & (num_invalid == 0), lambda: ok,
-        lambda: tf.ensure_shape(tf.py_function(
-            self._report, [ok, num_invalid, where], tf.bool), []))
-
-
-def guarded(fn, *args):
-  """(fn(*args), True), or (zeros like it, False) if fn raised.
-
-  For use inside tf.data functions: `fn` runs in a one-element dataset with
-  `ignore_errors` (about 0.4 ms a call on CPU).
-  """
-  attempt = tf.data.Dataset.from_tensors(args).map(
-      lambda *a: (fn(*a), True)).ignore_errors()
-  failed = tf.nest.map_structure(
-      lambda s: tf.zeros([d or 0 for d in s.shape], s.dtype),
-      attempt.element_spec[0])
-  return attempt.concatenate(tf.data.Dataset.from_tensors(
-      (failed, False))).take(1).get_single_element()
 
 
 def _tfrecord_records(file_pattern, is_training, seed, input_context,
@@ -210,7 +152,8 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
   ds = records.map(guarded_parse, num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=deterministic)
   ds = ds.filter(lambda image, labels, ok, num_invalid, where:
-                 skip_counter.keep(ok, num_invalid, where))
+                 skip_counter.keep(ok, where, num_invalid,
+                                   what='image or tf.Example'))
   ds = ds.map(lambda image, labels, *_: (image, labels))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   options = tf.data.Options()

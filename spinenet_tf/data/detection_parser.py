@@ -5,7 +5,8 @@ Training: random scale jitter (the long side becomes `scale * output_size`),
 a random crop of at most output_size x output_size, a random horizontal flip;
 crowd boxes are dropped. Evaluation: the long side becomes output_size.
 
-The image is decoded once, and only the part that is used: for a JPEG the
+The image is decoded once, and only the part that is used
+(`image_ops.decode_window`): for a JPEG the
 header gives the size, the scale and crop give a window, and
 `decode_and_crop_jpeg` decodes just that window, with libjpeg's DCT scaling
 (1/2, 1/4, 1/8) when the image shrinks 2x or more; the window is then
@@ -29,84 +30,23 @@ Outputs:
 
 import tensorflow as tf
 
-MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-_DCT_RATIOS = (1, 2, 4, 8)
-
-
-def normalize_image(image):
-  """[H, W, 3] pixels on the 0..255 scale -> (pixel - mean) / std, float32.
-
-  Computed on rows [H, W * 3] with the constants tiled along them: a long
-  inner dimension vectorises, broadcasting a [3] vector does not (5x
-  slower on CPU).
-  """
-  shape = tf.shape(image)
-  rows = tf.reshape(tf.cast(image, tf.float32), [shape[0], -1])
-  scale = tf.tile([1.0 / s for s in STDDEV_RGB], shape[1:2])
-  offset = tf.tile([-m / s for m, s in zip(MEAN_RGB, STDDEV_RGB)],
-                   shape[1:2])
-  return tf.reshape(rows * scale + offset, shape)
+from spinenet_tf.data import image_ops
 
 
 def _window(size, output_size, scale, offset_fraction):
-  """The crop (origin, size) of an image of `size` (int32 [2]) that fills at
-  most output_size^2 pixels once scaled by `scale`, and its scaled size."""
+  """[y, x, h, w]: the crop of an image of `size` (int32 [2]) that fills at
+  most output_size^2 pixels once scaled by `scale`."""
   size = tf.cast(size, tf.float32)
   crop = tf.minimum(size, tf.maximum(tf.round(output_size / scale), 1.0))
   origin = tf.minimum(tf.floor(offset_fraction * (size - crop + 1.0)),
                       size - crop)
-  scaled = tf.clip_by_value(tf.round(crop * scale), 1.0, output_size)
-  return [tf.cast(x, tf.int32) for x in (origin, crop, scaled)]
+  return tf.cast(tf.concat([origin, crop], 0), tf.int32)
 
 
 def _scale(size, output_size, scale_factor):
   """The scale that makes the long side of `size` scale_factor * S."""
   return scale_factor * output_size / tf.cast(tf.reduce_max(size),
                                               tf.float32)
-
-
-def _decode_jpeg_window(encoded, output_size, scale_factor, offset_fraction):
-  size = tf.image.extract_jpeg_shape(encoded)[:2]
-  scale = _scale(size, output_size, scale_factor)
-  ratio_index = tf.cast(tf.clip_by_value(
-      tf.floor(-tf.math.log(scale) / tf.math.log(2.0) + 1e-4), 0.0,
-      len(_DCT_RATIOS) - 1.0), tf.int32)
-  ratio = tf.bitwise.left_shift(1, ratio_index)
-  decoded_size = (size + ratio - 1) // ratio  # libjpeg rounds up
-  origin, crop, scaled = _window(decoded_size, output_size,
-                                 scale * tf.cast(ratio, tf.float32),
-                                 offset_fraction)
-  crop_window = tf.concat([origin, crop], 0)
-  pixels = tf.switch_case(ratio_index, [
-      lambda r=r: tf.image.decode_and_crop_jpeg(encoded, crop_window,
-                                                channels=3, ratio=r)
-      for r in _DCT_RATIOS])
-  return pixels, size, decoded_size, origin, crop, scaled
-
-
-def _decode_other_window(encoded, output_size, scale_factor, offset_fraction):
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  size = tf.shape(image)[:2]
-  origin, crop, scaled = _window(size, output_size,
-                                 _scale(size, output_size, scale_factor),
-                                 offset_fraction)
-  pixels = tf.slice(image, tf.concat([origin, [0]], 0),
-                    tf.concat([crop, [3]], 0))
-  return pixels, size, size, origin, crop, scaled
-
-
-def _decode_window(encoded, output_size, scale_factor, offset_fraction):
-  """Decodes the window of `encoded` that a random scale and crop keep.
-
-  Returns uint8 pixels [crop_h, crop_w, 3] and int32 [2] (y, x) sizes:
-  original size, decoded size (smaller after DCT scaling), crop origin and
-  crop size (in decoded pixels), scaled size of the crop.
-  """
-  args = (encoded, output_size, scale_factor, offset_fraction)
-  return tf.cond(tf.io.is_jpeg(encoded),
-                 lambda: _decode_jpeg_window(*args),
-                 lambda: _decode_other_window(*args))
 
 
 def _pad(values, size, value):
@@ -148,10 +88,15 @@ def _parse(example, output_size, scale_factor, offset_fraction, flip,
            keep_crowd, num_classes, max_num_instances):
   """The shared parser: image, labels, eval extras (is_crowd, areas), the
   original and scaled size [2, 2], num_invalid."""
-  pixels, size, decoded_size, origin, crop, scaled = _decode_window(
-      example['encoded'], output_size, scale_factor, offset_fraction)
+  pixels, size, decoded_size, window, scale = image_ops.decode_window(
+      example['encoded'], lambda decoded_size, scale: _window(
+          decoded_size, output_size, scale, offset_fraction),
+      lambda size: _scale(size, output_size, scale_factor))
+  origin, crop = window[:2], window[2:]
+  scaled = tf.cast(tf.clip_by_value(tf.round(
+      tf.cast(crop, tf.float32) * scale), 1.0, output_size), tf.int32)
   pixels = tf.cond(flip, lambda: tf.reverse(pixels, [1]), lambda: pixels)
-  image = normalize_image(tf.image.resize(pixels, scaled))
+  image = image_ops.normalize_image(tf.image.resize(pixels, scaled))
   image = tf.image.pad_to_bounding_box(image, 0, 0, output_size, output_size)
   image.set_shape([output_size, output_size, 3])
 

@@ -127,8 +127,3 @@ def decode_example(serialized):
       'areas': _fit(dense['image/object/area'], n, -1.0),
   }
 
-
-def decode_image(encoded):
-  """Image file bytes -> uint8 [H, W, 3] (grey expanded, alpha dropped, the
-  first frame of a GIF). Raises on a corrupt image."""
-  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
