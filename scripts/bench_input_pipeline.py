@@ -46,11 +46,6 @@ OUTPUT_SIZE = 640
 SCALE_RANGE = (0.5, 2.0)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('num_images', 600, 'Timed images per pipeline and round.')
-flags.DEFINE_integer('num_records', 200, 'Distinct JPEG records written.')
-flags.DEFINE_integer('batch_size', 8, 'Batch size of both pipelines.')
-flags.DEFINE_integer('rounds', 3, 'Alternating timed rounds per pipeline.')
-flags.DEFINE_bool('quick', False, '40 records, 64 images, 1 round.')
 
 
 def write_records(directory, num_records, seed=0):
@@ -213,6 +208,15 @@ def tables(rows, stages):
   return '\n'.join(lines)
 
 
+def define_flags():
+  """Flags of the standalone run (not defined on import by benchmark.py)."""
+  flags.DEFINE_integer('num_images', 600, 'Timed images per pipeline and round.')
+  flags.DEFINE_integer('num_records', 200, 'Distinct JPEG records written.')
+  flags.DEFINE_integer('batch_size', 8, 'Batch size of both pipelines.')
+  flags.DEFINE_integer('rounds', 3, 'Alternating timed rounds per pipeline.')
+  flags.DEFINE_bool('quick', False, '40 records, 64 images, 1 round.')
+
+
 def main(argv):
   del argv
   rows, stages = measure(FLAGS.num_images, FLAGS.quick, FLAGS.num_records,
@@ -225,4 +229,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

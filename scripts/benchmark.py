@@ -31,6 +31,7 @@ from official.vision.modeling.backbones import spinenet  # noqa: E402
 from official.vision.modeling.backbones import spinenet_mobile  # noqa: E402
 from tensorflow.python.framework import convert_to_constants  # noqa: E402
 
+import bench_input_pipeline  # noqa: E402  (scripts/ is on sys.path)
 import spinenet_tf  # noqa: E402
 
 # Variant -> input size (backbone, levels 3-7).
@@ -47,6 +48,9 @@ flags.DEFINE_list('latency_variants', ['49'], 'Variants to time.')
 flags.DEFINE_integer('repeats', 20, 'Timed calls per model.')
 flags.DEFINE_integer('warmup', 3, 'Untimed calls per model before timing.')
 flags.DEFINE_bool('quick', False, 'Fewer variants, 5 repeats, 1 warm-up.')
+flags.DEFINE_list('sections', ['backbone', 'pipeline'],
+                  'What to measure: backbone (params, FLOPs, latency), '
+                  'pipeline (detection input images/s).')
 flags.DEFINE_string('output_json', None, 'Write the results as JSON here.')
 flags.DEFINE_string('output_md', None, 'Write the markdown tables here.')
 
@@ -205,18 +209,28 @@ def main(argv):
   if unknown:
     sys.exit(f'error: unknown variant(s) {unknown}; choose from '
              f'{", ".join(VARIANTS)}.')
-  counts = [measure_variant(v) for v in variants]
-  latency = [measure_latency(v, repeats, warmup)
-             for v in FLAGS.latency_variants]
-  markdown = '\n\n'.join([counts_table(counts), latency_table(latency)]) + '\n'
+  results, tables = {'environment': environment()}, []
+  if 'backbone' in FLAGS.sections:
+    results['counts'] = [measure_variant(v) for v in variants]
+    results['latency'] = [measure_latency(v, repeats, warmup)
+                          for v in FLAGS.latency_variants]
+    tables += [counts_table(results['counts']),
+               latency_table(results['latency'])]
+  if 'pipeline' in FLAGS.sections:
+    rows, stages = bench_input_pipeline.measure(quick=FLAGS.quick)
+    results['pipeline'], results['pipeline_stages'] = rows, stages
+    tables.append('Detection input pipeline, training mode at 640, batch 8, '
+                  f"best of {rows[0]['rounds']} rounds of "
+                  f"{rows[0]['num_images']} images:\n\n"
+                  + bench_input_pipeline.tables(rows, stages))
+  markdown = '\n\n'.join(tables) + '\n'
   print(markdown)
   if FLAGS.output_md:
     with open(FLAGS.output_md, 'w') as f:
       f.write(markdown)
   if FLAGS.output_json:
     with open(FLAGS.output_json, 'w') as f:
-      json.dump({'environment': environment(), 'counts': counts,
-                 'latency': latency}, f, indent=2)
+      json.dump(results, f, indent=2)
 
 
 if __name__ == '__main__':
