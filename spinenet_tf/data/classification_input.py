@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from official.vision.ops import augment
 
-from spinenet_tf.data import image_ops
+from spinenet_tf.data import image_ops, tfds_names
 from spinenet_tf.data.skipping import SkipCounter, guarded
 
 # name: (classes as TFDS reports them, training split, evaluation split).
@@ -49,11 +49,7 @@ RANDAUGMENT_TRANSLATE = 10
 
 
 def _base_name(name):
-  base = name.split('/')[0].split(':')[0]
-  if base not in DATASETS:
-    raise ValueError(f'name must be one of {list(DATASETS)} (with an optional '
-                     f'version, e.g. "imagenet2012:5.1.0"), got {name!r}.')
-  return base
+  return tfds_names.base_name(name, DATASETS, 'imagenet2012:5.1.0')
 
 
 def default_splits(name):

@@ -13,17 +13,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from spinenet_tf.data import tfds_names
+
 DATASETS = ('mnist', 'emnist', 'kmnist', 'fashion_mnist', 'quickdraw_bitmap')
 # quickdraw_bitmap has only a 'train' split: hold out its last 10%.
 _SPLITS = {'quickdraw_bitmap': ('train[:90%]', 'train[90%:]')}
 
 
 def _family(name):
-  family = name.split('/')[0].split(':')[0]
-  if family not in DATASETS:
-    raise ValueError(f'name must be one of {list(DATASETS)} (with an optional '
-                     f'config, e.g. "emnist/letters"), got {name!r}.')
-  return family
+  return tfds_names.base_name(name, DATASETS, 'emnist/letters')
 
 
 def default_splits(name):
