@@ -1,0 +1,1 @@
+"""Training: experiment configs, strategies, tasks and the custom loop."""

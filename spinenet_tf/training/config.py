@@ -1,0 +1,301 @@
+"""Experiment configs: typed dataclasses read strictly from YAML.
+
+    config = load_experiment('configs/demo_retinanet_synthetic.yaml',
+                             overrides=['trainer.train_steps=20',
+                                        'optimizer.global_clipnorm=10'])
+
+Every key is checked: an unknown key, a value of the wrong type or outside
+its choices raises ValueError naming the dotted key. `model` holds the
+`export.model_config` layout (backbone, input_size, num_classes plus any
+keyword of `build_retinanet` / `build_classifier`); its extra keys are
+checked against those builders' signatures and defaults' types.
+"""
+
+import dataclasses
+import inspect
+import json
+import typing
+
+import tensorflow as tf
+import yaml
+
+from spinenet_tf.models import backbone as backbone_lib
+from spinenet_tf.models import classifier, retinanet
+
+TASKS = ('detection', 'classification')
+MODEL_REQUIRED = {'backbone': (str, int), 'input_size': (int, list),
+                  'num_classes': (int,)}
+
+
+def _choices(*values, default):
+  return dataclasses.field(default=default, metadata={'choices': values})
+
+
+@dataclasses.dataclass
+class DataConfig:
+  """An input pipeline. `source`: detection 'tfrecord', 'tfds' (coco/2017)
+  or 'synthetic' (written to data_dir when missing); classification a TFDS
+  name ('i_naturalist2017', 'i_naturalist2021', 'imagenet2012')."""
+  source: str = 'synthetic'
+  file_pattern: typing.Optional[str] = None
+  data_dir: typing.Optional[str] = None
+  split: typing.Optional[str] = None
+  global_batch_size: int = 8
+  max_num_instances: int = 100
+  scale_range: typing.List[float] = dataclasses.field(
+      default_factory=lambda: [0.5, 2.0])
+  randaugment: typing.Optional[typing.List[int]] = None
+  label_smoothing: float = 0.0
+  shuffle_buffer: int = 1000
+  seed: typing.Optional[int] = None
+  synthetic_num_images: int = 256
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  """`l2_weight_decay` adds wd * sum(w**2) / 2 over kernels (not BN, not
+  biases) to the loss; `global_clipnorm` clips the all-reduced gradients."""
+  type: str = _choices('sgd', 'adam', 'adamw', default='sgd')
+  momentum: float = 0.9
+  nesterov: bool = False
+  weight_decay: typing.Optional[float] = None  # adamw's decoupled decay
+  l2_weight_decay: float = 0.0
+  global_clipnorm: typing.Optional[float] = None
+  use_ema: bool = False
+  ema_momentum: float = 0.9999
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+  """Learning rate: linear warmup from warmup_learning_rate over
+  warmup_steps, then constant, step (learning_rate * multipliers[i] after
+  boundaries[i]) or cosine decay over decay_steps (default: the rest)."""
+  type: str = _choices('constant', 'step', 'cosine', default='constant')
+  learning_rate: float = 0.01
+  warmup_steps: int = 0
+  warmup_learning_rate: float = 0.0
+  boundaries: typing.List[int] = dataclasses.field(default_factory=list)
+  multipliers: typing.List[float] = dataclasses.field(default_factory=list)
+  decay_steps: typing.Optional[int] = None
+  alpha: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  """The loop. Checkpoints every checkpoint_interval steps and at the end;
+  evaluation every eval_interval steps (0: at the end) over eval_steps
+  batches (0: all); the best checkpoint by best_metric is kept in best/."""
+  train_steps: int = 100
+  steps_per_loop: int = 10
+  checkpoint_interval: int = 100
+  max_to_keep: int = 3
+  eval_interval: int = 0
+  eval_steps: int = 0
+  best_metric: typing.Optional[str] = None
+  best_metric_mode: str = _choices('max', 'min', default='max')
+  mixed_precision: str = _choices('float32', 'bfloat16', 'float16',
+                                  default='float32')
+  jit_compile: bool = False
+  checkpoint_input: bool = False
+  seed: typing.Optional[int] = None
+  deterministic: bool = False
+  num_summary_images: int = 3
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+  task: str = _choices(*TASKS, default='detection')
+  model: typing.Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+  train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  eval_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  optimizer: OptimizerConfig = dataclasses.field(
+      default_factory=OptimizerConfig)
+  schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+  trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+  def as_dict(self):
+    return dataclasses.asdict(self)
+
+
+def _type_ok(value, annotation):
+  origin = typing.get_origin(annotation)
+  if annotation is typing.Any:
+    return True
+  if origin is typing.Union:
+    return any(_type_ok(value, a) for a in typing.get_args(annotation))
+  if annotation is type(None):
+    return value is None
+  if origin in (list, tuple):
+    (item,) = typing.get_args(annotation)[:1]
+    return isinstance(value, (list, tuple)) and all(
+        _type_ok(v, item) for v in value)
+  if origin is dict:
+    return isinstance(value, dict)
+  if annotation is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if annotation is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  return isinstance(value, annotation)
+
+
+def _type_name(annotation):
+  return getattr(annotation, '__name__', None) or str(annotation).replace(
+      'typing.', '')
+
+
+def _from_dict(cls, data, prefix):
+  if not isinstance(data, dict):
+    raise ValueError(f'{prefix or "config"}: expected a mapping, got '
+                     f'{data!r}.')
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  hints = typing.get_type_hints(cls)
+  values = {}
+  for key, value in data.items():
+    dotted = f'{prefix}{key}'
+    if key not in fields:
+      raise ValueError(f'unknown config key {dotted!r}; known keys here: '
+                       f'{sorted(fields)}.')
+    annotation = hints[key]
+    if dataclasses.is_dataclass(annotation):
+      values[key] = _from_dict(annotation, value, dotted + '.')
+      continue
+    if not _type_ok(value, annotation):
+      raise ValueError(f'config key {dotted!r} must be '
+                       f'{_type_name(annotation)}, got {value!r}.')
+    choices = fields[key].metadata.get('choices')
+    if choices and value not in choices:
+      raise ValueError(f'config key {dotted!r} must be one of '
+                       f'{list(choices)}, got {value!r}.')
+    floats = annotation is float or float in typing.get_args(annotation)
+    values[key] = float(value) if floats and value is not None else value
+  return cls(**values)
+
+
+def _model_keys(task):
+  """{model key: its default} accepted by the task's builders."""
+  if task == 'detection':
+    builders = [retinanet.build_retinanet]
+    keys = dict(retinanet.DEFAULTS)
+  else:
+    builders = [classifier.build_classifier, backbone_lib.build_backbone,
+                backbone_lib.SpineNet.__init__]
+    keys = {}
+  for builder in builders:
+    for name, param in inspect.signature(builder).parameters.items():
+      if param.kind is param.POSITIONAL_OR_KEYWORD:
+        keys.setdefault(name, param.default)
+  for name in ('self', 'backbone_model_id', 'model_id_or_specs',
+               'block_specs', 'input_shape', 'name', 'backbone_kwargs'):
+    keys.pop(name, None)
+  keys.update(backbone=None, input_size=None, num_classes=None)
+  if task == 'detection':
+    keys['backbone_kwargs'] = None
+  return keys
+
+
+def check_model(task, model):
+  """Checks the `model` section; errors name the `model.` key."""
+  for key, types in MODEL_REQUIRED.items():
+    if key not in model:
+      raise ValueError(f'config key model.{key} is required.')
+    if not isinstance(model[key], types) or isinstance(model[key], bool):
+      raise ValueError(f'config key model.{key} has the wrong type: '
+                       f'{model[key]!r}.')
+  known = _model_keys(task)
+  for key, value in model.items():
+    if key not in known:
+      raise ValueError(f'unknown config key model.{key} for task {task!r}; '
+                       f'known: {sorted(known)}.')
+    default = known[key]
+    if default is None or value is None or default is inspect.Parameter.empty:
+      continue
+    if isinstance(default, (list, tuple)):
+      ok = isinstance(value, (list, tuple))
+    elif isinstance(default, float):
+      ok = _type_ok(value, float)
+    else:
+      ok = isinstance(value, type(default)) and (
+          isinstance(value, bool) == isinstance(default, bool))
+    if not ok:
+      raise ValueError(f'config key model.{key} must be '
+                       f'{type(default).__name__}, got {value!r}.')
+
+
+def config_from_dict(data):
+  """A checked `ExperimentConfig` from a plain dict."""
+  config = _from_dict(ExperimentConfig, data or {}, '')
+  check_model(config.task, config.model)
+  return config
+
+
+def _split_overrides(text):
+  """'a.b=1,c=[1,2]' -> ['a.b=1', 'c=[1,2]'] (commas inside brackets or
+  quotes stay)."""
+  parts, depth, quote, current = [], 0, None, ''
+  for ch in text:
+    if quote:
+      quote = None if ch == quote else quote
+    elif ch in '\'"':
+      quote = ch
+    elif ch in '[{':
+      depth += 1
+    elif ch in ']}':
+      depth -= 1
+    elif ch == ',' and depth == 0:
+      parts.append(current)
+      current = ''
+      continue
+    current += ch
+  parts.append(current)
+  return [p.strip() for p in parts if p.strip()]
+
+
+def _merge(base, update):
+  for key, value in update.items():
+    if isinstance(value, dict) and isinstance(base.get(key), dict):
+      _merge(base[key], value)
+    else:
+      base[key] = value
+  return base
+
+
+def apply_overrides(data, overrides):
+  """Applies overrides to a raw config dict. Each override is a YAML/JSON
+  mapping ('{trainer: {train_steps: 5}}') or 'dotted.key=yaml value'
+  items separated by commas."""
+  data = dict(data or {})
+  for override in overrides or ():
+    parsed = yaml.safe_load(override) if override.strip()[:1] == '{' else None
+    if isinstance(parsed, dict):
+      _merge(data, json.loads(json.dumps(parsed)))
+      continue
+    for item in _split_overrides(override):
+      if '=' not in item:
+        raise ValueError(f'override {item!r} is not key=value.')
+      key, text = item.split('=', 1)
+      node = data
+      keys = key.strip().split('.')
+      for part in keys[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+          raise ValueError(f'override {key!r}: {part!r} is not a section.')
+      node[keys[-1]] = yaml.safe_load(text)
+  return data
+
+
+def load_experiment(path=None, overrides=()):
+  """Reads a YAML experiment (local or gs://), applies overrides, checks."""
+  data = {}
+  if path:
+    with tf.io.gfile.GFile(path) as f:
+      data = yaml.safe_load(f) or {}
+  try:
+    return config_from_dict(apply_overrides(data, overrides))
+  except ValueError as e:
+    raise ValueError(f'{path}: {e}' if path else str(e)) from e
+
+
+def save_experiment(config, path):
+  """Writes the resolved config as YAML (next to the checkpoints)."""
+  with tf.io.gfile.GFile(path, 'w') as f:
+    yaml.safe_dump(config.as_dict(), f, sort_keys=False)

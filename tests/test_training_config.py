@@ -1,0 +1,74 @@
+"""Experiment configs: YAML files in configs/ load; overrides; strict errors
+name the dotted key."""
+import glob
+import os
+
+import pytest
+
+from spinenet_tf.training import config as config_lib
+
+CONFIGS = sorted(glob.glob(os.path.join(
+    os.path.dirname(__file__), '..', 'configs', '*.yaml')))
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_shipped_configs_load(path):
+  config = config_lib.load_experiment(path)
+  assert config.trainer.train_steps > 0
+
+
+def test_overrides_dotted_yaml_and_mapping():
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs',
+                      'demo_retinanet_synthetic.yaml')
+  config = config_lib.load_experiment(path, [
+      'trainer.train_steps=7,train_data.scale_range=[0.5, 1.5]',
+      '{optimizer: {global_clipnorm: 1}, model: {num_filters: 16}}'])
+  assert config.trainer.train_steps == 7
+  assert config.train_data.scale_range == [0.5, 1.5]
+  assert config.optimizer.global_clipnorm == 1.0
+  assert isinstance(config.optimizer.global_clipnorm, float)
+  assert config.model['num_filters'] == 16
+
+
+MODEL = {'backbone': 'mobile-49XS', 'input_size': 128, 'num_classes': 4}
+
+
+@pytest.mark.parametrize('data, key', [
+    ({'trainer': {'train_stepz': 3}}, 'trainer.train_stepz'),
+    ({'trainer': {'train_steps': 'many'}}, 'trainer.train_steps'),
+    ({'trainer': {'train_steps': 2.5}}, 'trainer.train_steps'),
+    ({'trainer': {'jit_compile': 1}}, 'trainer.jit_compile'),
+    ({'trainer': {'mixed_precision': 'float8'}}, 'trainer.mixed_precision'),
+    ({'train_data': {'scale_range': [0.5, 'x']}}, 'train_data.scale_range'),
+    ({'optimizer': 3}, 'optimizer'),
+    ({'bogus': 1}, 'bogus'),
+    ({'task': 'segmentation'}, 'task'),
+    ({'model': {**MODEL, 'num_filterz': 3}}, 'model.num_filterz'),
+    ({'model': {**MODEL, 'num_filters': 'wide'}}, 'model.num_filters'),
+    ({'model': {'backbone': '49', 'input_size': 128}}, 'model.num_classes'),
+])
+def test_bad_values_name_the_key(data, key):
+  data = {'model': MODEL, **data}
+  with pytest.raises(ValueError, match=key.replace('.', r'\.')):
+    config_lib.config_from_dict(data)
+
+
+def test_classification_model_keys():
+  config = config_lib.config_from_dict({
+      'task': 'classification',
+      'model': {**MODEL, 'dropout_rate': 0.2, 'stochastic_depth_rate': 0.1,
+                'activation': 'swish'}})
+  assert config.model['dropout_rate'] == 0.2
+  with pytest.raises(ValueError, match=r'model\.num_convs'):
+    config_lib.config_from_dict({'task': 'classification',
+                                 'model': {**MODEL, 'num_convs': 2}})
+
+
+def test_bad_override_and_file_name_in_error(tmp_path):
+  path = tmp_path / 'x.yaml'
+  path.write_text('model: {backbone: "49", input_size: 128, num_classes: 4}\n'
+                  'trainer: {steps_per_loop: -}\n')
+  with pytest.raises(ValueError, match='x.yaml.*trainer.steps_per_loop'):
+    config_lib.load_experiment(str(path))
+  with pytest.raises(ValueError, match='key=value'):
+    config_lib.apply_overrides({}, ['trainer.train_steps'])
