@@ -167,7 +167,7 @@ def _from_dict(cls, data, prefix):
       raise ValueError(f'config key {dotted!r} must be one of '
                        f'{list(choices)}, got {value!r}.')
     floats = annotation is float or float in typing.get_args(annotation)
-    values[key] = float(value) if floats and value is not None else value
+    values[key] = float(value) if floats and isinstance(value, int) else value
   return cls(**values)
 
 
