@@ -14,6 +14,7 @@ checked against those builders' signatures and defaults' types.
 import dataclasses
 import inspect
 import json
+import os
 import typing
 
 import tensorflow as tf
@@ -297,5 +298,6 @@ def load_experiment(path=None, overrides=()):
 
 def save_experiment(config, path):
   """Writes the resolved config as YAML (next to the checkpoints)."""
+  tf.io.gfile.makedirs(os.path.dirname(path) or '.')
   with tf.io.gfile.GFile(path, 'w') as f:
     yaml.safe_dump(config.as_dict(), f, sort_keys=False)

@@ -1,0 +1,89 @@
+"""The training command: absl flags -> config, strategy, task, trainer.
+
+    python scripts/train.py --experiment=demo_retinanet_synthetic \
+      --model_dir=/tmp/run --data_dir=/tmp/shapes \
+      --params_override='trainer.train_steps=50'
+"""
+
+import os
+
+from absl import app, flags, logging
+
+from spinenet_tf.training import config as config_lib
+from spinenet_tf.training import strategy as strategy_lib
+from spinenet_tf.training.tasks import build_task
+from spinenet_tf.training.trainer import Trainer
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'configs')
+MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
+
+flags.DEFINE_string('experiment', None,
+                    'A config name in configs/ (without .yaml).')
+flags.DEFINE_string('config_file', None, 'A YAML experiment file.')
+flags.DEFINE_multi_string('params_override', [],
+                          "'dotted.key=value,...' (YAML values) or a YAML "
+                          'mapping; applied after the file.')
+flags.DEFINE_enum('mode', 'train', MODES, 'What to run.')
+flags.DEFINE_string('model_dir', None, 'Checkpoints and summaries (local or '
+                    'gs://).')
+flags.DEFINE_enum('strategy', 'one_device', strategy_lib.STRATEGIES,
+                  'tf.distribute strategy.')
+flags.DEFINE_string('tpu', None, 'TPU name or address (--strategy=tpu).')
+flags.DEFINE_integer('num_gpus', 0, 'GPUs for --strategy=mirrored (0: all).')
+flags.DEFINE_enum('mixed_precision', None, ['float32', 'bfloat16', 'float16'],
+                  'Overrides trainer.mixed_precision.')
+flags.DEFINE_string('data_dir', None, 'Data directory (TFDS, synthetic).')
+flags.DEFINE_float('eval_timeout', None, 'continuous_eval: seconds to wait '
+                   'for a new checkpoint before stopping.')
+FLAGS = flags.FLAGS
+
+
+def experiment_path(experiment, config_file):
+  if bool(experiment) == bool(config_file):
+    raise app.UsageError('give exactly one of --experiment, --config_file.')
+  if config_file:
+    return config_file
+  path = os.path.join(CONFIG_DIR, experiment + '.yaml')
+  if not os.path.exists(path):
+    names = sorted(n[:-5] for n in os.listdir(CONFIG_DIR)
+                   if n.endswith('.yaml'))
+    raise app.UsageError(f'unknown --experiment {experiment!r}; known: '
+                         f'{names}.')
+  return path
+
+
+def main(argv):
+  del argv
+  if not FLAGS.model_dir:
+    raise app.UsageError('--model_dir is required.')
+  overrides = list(FLAGS.params_override)
+  if FLAGS.mixed_precision:
+    overrides.append(f'trainer.mixed_precision={FLAGS.mixed_precision}')
+  config = config_lib.load_experiment(
+      experiment_path(FLAGS.experiment, FLAGS.config_file), overrides)
+  strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu,
+                                         FLAGS.num_gpus)
+  trainer = Trainer(config, build_task(config, FLAGS.data_dir), strategy,
+                    FLAGS.model_dir)
+  if trainer.is_chief and FLAGS.mode != 'eval':
+    config_lib.save_experiment(config,
+                               os.path.join(FLAGS.model_dir, 'params.yaml'))
+  logging.info('Mode %s, %d replicas.', FLAGS.mode,
+               strategy.num_replicas_in_sync)
+  if FLAGS.mode in ('train', 'train_and_eval'):
+    trainer.train(evaluate=FLAGS.mode == 'train_and_eval')
+  elif FLAGS.mode == 'eval':
+    if not trainer.restore():
+      raise app.UsageError(f'no checkpoint in {FLAGS.model_dir}.')
+    trainer.evaluate()
+  else:
+    trainer.continuous_evaluate(FLAGS.eval_timeout)
+
+
+def run():
+  """Console entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

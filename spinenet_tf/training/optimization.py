@@ -1,0 +1,85 @@
+"""Learning rate schedules, the optimizer and the L2 penalty from a config."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package='spinenet_tf')
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear ramp from `warmup_learning_rate` to `after(warmup_steps)` over
+  `warmup_steps`, then `after`."""
+
+  def __init__(self, after, warmup_steps, warmup_learning_rate):
+    self.after = after
+    self.warmup_steps = warmup_steps
+    self.warmup_learning_rate = warmup_learning_rate
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    target = tf.cast(self.after(self.warmup_steps), tf.float32)
+    fraction = step / max(self.warmup_steps, 1)
+    ramp = self.warmup_learning_rate + fraction * (
+        target - self.warmup_learning_rate)
+    return tf.where(step < self.warmup_steps, ramp,
+                    tf.cast(self.after(step), tf.float32))
+
+  def get_config(self):
+    return {'after': keras.saving.serialize_keras_object(self.after),
+            'warmup_steps': self.warmup_steps,
+            'warmup_learning_rate': self.warmup_learning_rate}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config['after'] = keras.saving.deserialize_keras_object(config['after'])
+    return cls(**config)
+
+
+def build_schedule(config, train_steps):
+  """A `ScheduleConfig` -> a learning rate (float or schedule)."""
+  lr, warmup = config.learning_rate, config.warmup_steps
+  if config.type == 'cosine':
+    decay_steps = config.decay_steps or max(train_steps - warmup, 1)
+    return keras.optimizers.schedules.CosineDecay(
+        config.warmup_learning_rate if warmup else lr, decay_steps,
+        alpha=config.alpha, warmup_target=lr if warmup else None,
+        warmup_steps=warmup)
+  if config.type == 'step':
+    if len(config.boundaries) != len(config.multipliers):
+      raise ValueError('schedule.boundaries and schedule.multipliers need the '
+                       'same length.')
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        list(config.boundaries), [lr] + [lr * m for m in config.multipliers])
+  else:
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([], [lr])
+  if not warmup:
+    return schedule
+  return LinearWarmup(schedule, warmup, config.warmup_learning_rate)
+
+
+def build_optimizer(config, schedule, mixed_precision='float32'):
+  """An `OptimizerConfig` -> a Keras optimizer (loss-scaled for float16).
+  Clipping is left to the loop (it clips the all-reduced gradients)."""
+  ema = dict(use_ema=config.use_ema, ema_momentum=config.ema_momentum)
+  if config.type == 'sgd':
+    optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                     nesterov=config.nesterov, **ema)
+  elif config.type == 'adam':
+    optimizer = keras.optimizers.Adam(schedule, **ema)
+  else:
+    optimizer = keras.optimizers.AdamW(
+        schedule, weight_decay=config.weight_decay or 0.004, **ema)
+    optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
+  if mixed_precision == 'float16':
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+def l2_penalty(variables, weight):
+  """weight * sum(w**2) / 2 over kernels: BN parameters and biases are
+  skipped."""
+  kernels = [v for v in variables if v.path.endswith('kernel')]
+  if not weight or not kernels:
+    return tf.constant(0.0)
+  return weight * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32))
+                            for v in kernels])

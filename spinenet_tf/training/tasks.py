@@ -1,0 +1,142 @@
+"""Tasks: what the loop trains (model, datasets, loss, evaluation).
+
+A task gives `build_model()`, `train_dataset(input_context)` (per-replica
+batches of the global batch, repeated), `eval_dataset()`, `losses(model,
+outputs, labels)` -> dict of `LOSS_NAMES` with 'total_loss' (per replica;
+the loop divides by the number of replicas) and `evaluate(model, dataset, steps)` -> metrics.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from spinenet_tf.data import synthetic_shapes
+from spinenet_tf.data.classification_input import build_classification_dataset
+from spinenet_tf.data.detection_input import build_detection_dataset
+from spinenet_tf.detection.evaluate import evaluate_detector
+from spinenet_tf.export.model_config import build_model_from_config
+
+
+def _input_size(model):
+  size = model['input_size']
+  return size if isinstance(size, int) else size[0]
+
+
+def _per_replica(data, input_context):
+  if input_context is None:
+    return data.global_batch_size
+  return input_context.get_per_replica_batch_size(data.global_batch_size)
+
+
+class Task:
+  """Shared parts: the model comes from the config's `model` section."""
+
+  def __init__(self, config, data_dir=None):
+    self.config = config
+    self.data_dir = data_dir
+
+  def build_model(self):
+    return build_model_from_config({'task': self.config.task,
+                                    'model': self.config.model})
+
+  def _data_dir(self, data):
+    return data.data_dir or self.data_dir
+
+
+class DetectionTask(Task):
+  """RetinaNet: focal + Huber losses, COCO metrics."""
+  LOSS_NAMES = ('total_loss', 'class_loss', 'box_loss', 'num_positives')
+
+  def _dataset(self, data, is_training, input_context=None, batch_size=None):
+    data_dir = self._data_dir(data)
+    if data.source == 'synthetic':
+      self._ensure_synthetic(data_dir)
+    return build_detection_dataset(
+        data.source, is_training, _input_size(self.config.model),
+        batch_size or _per_replica(data, input_context),
+        file_pattern=data.file_pattern, data_dir=data_dir, split=data.split,
+        num_classes=self.config.model['num_classes'],
+        max_num_instances=data.max_num_instances,
+        scale_range=tuple(data.scale_range), shuffle_buffer=data.shuffle_buffer,
+        seed=data.seed, input_context=input_context)
+
+  def _ensure_synthetic(self, data_dir):
+    """Writes the built-in dataset on first use (the demo needs no data)."""
+    if data_dir is None:
+      raise ValueError("source 'synthetic' needs a data_dir (--data_dir).")
+    if tf.io.gfile.exists(os.path.join(data_dir, synthetic_shapes.INFO_FILE)):
+      return
+    c = self.config
+    synthetic_shapes.write_synthetic_dataset(
+        data_dir, c.train_data.synthetic_num_images,
+        c.eval_data.synthetic_num_images, _input_size(c.model), seed=0)
+
+  def train_dataset(self, input_context=None):
+    return self._dataset(self.config.train_data, True, input_context).repeat()
+
+  def eval_dataset(self):
+    return self._dataset(self.config.eval_data, False,
+                         batch_size=self.config.eval_data.global_batch_size)
+
+  def losses(self, model, outputs, labels):
+    return model.detection_losses(outputs, labels['boxes'], labels['classes'])
+
+  def evaluate(self, model, dataset, steps=0):
+    if steps:
+      dataset = dataset.take(steps)
+    return evaluate_detector(model, dataset)
+
+
+class ClassificationTask(Task):
+  """Cross-entropy (labels smoothed by the pipeline); top-1 / top-5."""
+  LOSS_NAMES = ('total_loss',)
+
+  def _dataset(self, data, is_training, input_context=None):
+    return build_classification_dataset(
+        data.source, data.split or (
+            'train' if is_training else 'validation'),
+        is_training, _input_size(self.config.model), data.global_batch_size,
+        data_dir=self._data_dir(data),
+        randaugment=tuple(data.randaugment) if data.randaugment else None,
+        label_smoothing=data.label_smoothing,
+        num_classes=self.config.model['num_classes'],
+        shuffle_buffer=data.shuffle_buffer, seed=data.seed,
+        input_context=input_context)
+
+  def train_dataset(self, input_context=None):
+    return self._dataset(self.config.train_data, True, input_context).repeat()
+
+  def eval_dataset(self):
+    return self._dataset(self.config.eval_data, False)
+
+  def losses(self, model, outputs, labels):
+    logits = tf.cast(outputs, tf.float32)
+    if labels.shape.rank == 2:
+      loss = keras.losses.categorical_crossentropy(labels, logits,
+                                                   from_logits=True)
+    else:
+      loss = keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                          from_logits=True)
+    return {'total_loss': tf.reduce_mean(loss)}
+
+  def evaluate(self, model, dataset, steps=0):
+    if steps:
+      dataset = dataset.take(steps)
+    top1, top5 = (keras.metrics.TopKCategoricalAccuracy(k=k)
+                  for k in (1, 5))
+    predict = tf.function(lambda images: model(images, training=False))
+    num_classes = self.config.model['num_classes']
+    for images, labels in dataset:
+      if labels.shape.rank == 1:
+        labels = tf.one_hot(labels, num_classes)
+      logits = predict(images)
+      top1.update_state(labels, logits)
+      top5.update_state(labels, logits)
+    return {'top_1_accuracy': float(top1.result()),
+            'top_5_accuracy': float(top5.result())}
+
+
+def build_task(config, data_dir=None):
+  cls = DetectionTask if config.task == 'detection' else ClassificationTask
+  return cls(config, data_dir)

@@ -1,0 +1,273 @@
+"""The custom training loop on tf.distribute.
+
+    strategy = build_strategy('mirrored')
+    trainer = Trainer(config, build_task(config, data_dir), strategy, model_dir)
+    trainer.train()            # resumes from model_dir's latest checkpoint
+    trainer.evaluate()         # COCO metrics or top-1 / top-5
+
+One host call runs `steps_per_loop` steps: `strategy.run(replica_step)`
+inside a tf.function loop. Each replica reads its share of the global batch
+(`distribute_datasets_from_function`), divides its loss by the number of
+replicas, all-reduces the gradients and clips them by global norm before the
+optimizer applies them. BatchNorm is synchronised across replicas with
+`use_sync_bn` in the model config. A non-finite loss stops the run before
+anything is saved, so the last checkpoint stays good.
+"""
+
+import json
+import os
+import time
+
+import keras
+from absl import logging
+import tensorflow as tf
+
+from spinenet_tf.training.optimization import (build_optimizer,
+                                               build_schedule, l2_penalty)
+
+POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16',
+            'float16': 'mixed_float16'}
+
+
+def _is_chief(strategy):
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  jobs = resolver.cluster_spec().jobs
+  if 'chief' in jobs:
+    return resolver.task_type == 'chief'
+  return resolver.task_type in (None, 'worker') and not resolver.task_id
+
+
+def _loop_aggregates_gradients(optimizer):
+  """The loop all-reduces (and clips) gradients itself; stop Keras summing
+  the already reduced gradients a second time."""
+  inner = getattr(optimizer, 'inner_optimizer', optimizer)
+  inner._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training stopped on a NaN or Inf loss."""
+
+
+class Trainer:
+  """Trains and evaluates `task` under `strategy`, checkpointing to
+  `model_dir` (local or gs://)."""
+
+  def __init__(self, config, task, strategy, model_dir):
+    self.config, self.task, self.strategy = config, task, strategy
+    self.model_dir = model_dir
+    self.is_chief = _is_chief(strategy)
+    tc = config.trainer
+    if tc.seed is not None:
+      keras.utils.set_random_seed(tc.seed)
+    if tc.deterministic:
+      tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(POLICIES[tc.mixed_precision])
+    with strategy.scope():
+      self.model = task.build_model()
+      self.optimizer = build_optimizer(
+          config.optimizer, build_schedule(config.schedule, tc.train_steps),
+          tc.mixed_precision)
+      self.optimizer.build(self.model.trainable_variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                              name='global_step')
+    _loop_aggregates_gradients(self.optimizer)
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, step=self.step)
+    write_dir = model_dir if self.is_chief else os.path.join(
+        model_dir, '.worker_tmp', str(strategy.cluster_resolver.task_id))
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, write_dir, max_to_keep=tc.max_to_keep,
+        step_counter=self.step)
+    self._writers = {}
+
+  # Summaries.
+
+  def _writer(self, name):
+    if name not in self._writers:
+      self._writers[name] = (
+          tf.summary.create_file_writer(os.path.join(self.model_dir, name))
+          if self.is_chief else tf.summary.create_noop_writer())
+    return self._writers[name]
+
+  def _write_scalars(self, name, values, step):
+    with self._writer(name).as_default(step=step):
+      for key, value in values.items():
+        tf.summary.scalar(key, value)
+
+  # Training.
+
+  def _replica_step(self, images, labels):
+    model, optimizer = self.model, self.optimizer
+    num_replicas = self.strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+      outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
+                                      model(images, training=True))
+      losses = dict(self.task.losses(model, outputs, labels))
+      losses['l2_loss'] = l2_penalty(
+          variables, self.config.optimizer.l2_weight_decay)
+      losses['loss'] = losses['total_loss'] + losses['l2_loss']
+      scaled = optimizer.scale_loss(losses['loss'] / num_replicas)
+    grads = tape.gradient(scaled, variables)
+    if num_replicas > 1:
+      grads = tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, grads)
+    clipnorm = self.config.optimizer.global_clipnorm
+    if clipnorm:
+      scale = getattr(optimizer, 'dynamic_scale', 1.0)
+      grads, _ = tf.clip_by_global_norm(
+          grads, clipnorm * tf.cast(tf.convert_to_tensor(scale), tf.float32))
+    optimizer.apply(grads, variables)
+    return tf.stack([tf.cast(losses[k], tf.float32)
+                     for k in self.loss_names]) / num_replicas
+
+  @property
+  def loss_names(self):
+    return (*self.task.LOSS_NAMES, 'l2_loss', 'loss')
+
+  def _train_loop_fn(self):
+    """tf.function(iterator, num_steps) -> (mean losses, all finite)."""
+    replica_step = self._replica_step
+    if self.config.trainer.jit_compile:
+      replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+      totals = tf.zeros([len(self.loss_names)])
+      finite = tf.constant(True)
+      for _ in tf.range(num_steps):
+        per_replica = self.strategy.run(replica_step, args=next(iterator))
+        losses = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                      per_replica, axis=None)
+        finite = tf.logical_and(finite,
+                                tf.reduce_all(tf.math.is_finite(losses)))
+        totals += losses
+        self.step.assign_add(1)
+      return totals / tf.cast(num_steps, tf.float32), finite
+
+    return train_loop
+
+  def restore(self, iterator=None):
+    """Restores the latest checkpoint in model_dir (and the input position
+    when checkpoint_input); returns the step."""
+    latest = tf.train.latest_checkpoint(self.model_dir)
+    if latest:
+      checkpoint = tf.train.Checkpoint(
+          model=self.model, optimizer=self.optimizer, step=self.step,
+          **({'iterator': iterator} if iterator is not None else {}))
+      checkpoint.read(latest).expect_partial()
+      logging.info('Restored %s at step %d.', latest, int(self.step))
+    return int(self.step)
+
+  def train(self, evaluate=False):
+    """Trains to trainer.train_steps from the latest checkpoint; evaluates
+    every eval_interval steps and at the end when `evaluate`."""
+    tc = self.config.trainer
+    dataset = self.strategy.distribute_datasets_from_function(
+        self.task.train_dataset)
+    iterator = iter(dataset)
+    if tc.checkpoint_input:
+      self.checkpoint.iterator = iterator
+    step = self.restore(iterator if tc.checkpoint_input else None)
+    train_loop = self._train_loop_fn()
+    global_batch = self.config.train_data.global_batch_size
+    progbar = keras.utils.Progbar(
+        tc.train_steps, verbose=1 if self.is_chief else 0,
+        stateful_metrics=[*self.loss_names, 'images/s', 'learning_rate'])
+    progbar.update(step)
+    metrics = {}
+    while step < tc.train_steps:
+      num_steps = min(tc.steps_per_loop, tc.train_steps - step,
+                      tc.checkpoint_interval - step % tc.checkpoint_interval)
+      if evaluate and tc.eval_interval:
+        num_steps = min(num_steps,
+                        tc.eval_interval - step % tc.eval_interval)
+      start = time.perf_counter()
+      means, finite = train_loop(iterator, tf.constant(num_steps))
+      means = dict(zip(self.loss_names, means.numpy().tolist()))
+      if not bool(finite):
+        raise NonFiniteLossError(
+            f'Non-finite loss in steps {step + 1}..{step + num_steps} '
+            f'(mean losses {means}); stopped without saving. The last good '
+            f'checkpoint is {self.manager.latest_checkpoint}.')
+      seconds = time.perf_counter() - start
+      step = int(self.step)
+      values = {**means, 'images/s': num_steps * global_batch / seconds,
+                'learning_rate': float(self._learning_rate())}
+      self._write_scalars('train', values, step)
+      progbar.update(step, list(values.items()))
+      if step % tc.checkpoint_interval == 0 or step == tc.train_steps:
+        self.manager.save(checkpoint_number=step)
+      if evaluate and ((tc.eval_interval and step % tc.eval_interval == 0)
+                       or step == tc.train_steps):
+        metrics = self.evaluate()
+    return metrics
+
+  def _learning_rate(self):
+    lr = self.optimizer.learning_rate
+    return lr(self.optimizer.iterations) if callable(lr) else lr
+
+  # Evaluation.
+
+  def evaluate(self):
+    """Evaluates the current weights (their moving average with use_ema),
+    writes eval summaries and keeps the best checkpoint."""
+    tc = self.config.trainer
+    step = int(self.step)
+    variables = self.model.trainable_variables
+    backup = None
+    if self.config.optimizer.use_ema:
+      backup = [tf.identity(v) for v in variables]
+      self.optimizer.finalize_variable_values(variables)
+    try:
+      metrics = self.task.evaluate(self.model, self.task.eval_dataset(),
+                                   tc.eval_steps)
+      metrics = {k: float(v) for k, v in metrics.items()}
+      logging.info('Step %d eval: %s', step, metrics)
+      print(f'step {step} eval: ' + ', '.join(
+          f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
+      self._write_scalars('eval', metrics, step)
+      self._keep_best(metrics, step)
+    finally:
+      if backup is not None:
+        for v, value in zip(variables, backup):
+          v.assign(value)
+    return metrics
+
+  def _keep_best(self, metrics, step):
+    tc = self.config.trainer
+    if not tc.best_metric or not self.is_chief:
+      return
+    if tc.best_metric not in metrics:
+      raise ValueError(f'trainer.best_metric {tc.best_metric!r} is not an '
+                       f'eval metric; metrics: {sorted(metrics)}.')
+    best_dir = os.path.join(self.model_dir, 'best')
+    info_path = os.path.join(best_dir, 'best.json')
+    value = metrics[tc.best_metric]
+    if tf.io.gfile.exists(info_path):
+      with tf.io.gfile.GFile(info_path) as f:
+        best = json.load(f)['value']
+      better = value > best if tc.best_metric_mode == 'max' else value < best
+      if not better:
+        return
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=self.model, step=self.step), best_dir,
+        max_to_keep=1)
+    manager.save(checkpoint_number=step)
+    with tf.io.gfile.GFile(info_path, 'w') as f:
+      json.dump({'metric': tc.best_metric, 'value': value, 'step': step,
+                 'metrics': metrics}, f)
+
+  def continuous_evaluate(self, timeout=None):
+    """Evaluates each new checkpoint in model_dir until the last step."""
+    metrics = {}
+    for path in tf.train.checkpoints_iterator(self.model_dir,
+                                              timeout=timeout):
+      tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                          step=self.step).read(path).expect_partial()
+      metrics = self.evaluate()
+      if int(self.step) >= self.config.trainer.train_steps:
+        break
+    return metrics
