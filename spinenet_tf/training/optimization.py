@@ -50,8 +50,11 @@ def build_schedule(config, train_steps):
                        'same length.')
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
         list(config.boundaries), [lr] + [lr * m for m in config.multipliers])
+  elif not warmup:
+    return lr
   else:
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([], [lr])
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [warmup], [lr, lr])
   if not warmup:
     return schedule
   return LinearWarmup(schedule, warmup, config.warmup_learning_rate)

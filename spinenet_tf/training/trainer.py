@@ -111,6 +111,9 @@ class Trainer:
       losses['loss'] = losses['total_loss'] + losses['l2_loss']
       scaled = optimizer.scale_loss(losses['loss'] / num_replicas)
     grads = tape.gradient(scaled, variables)
+    # Variables outside the loss's graph (unused endpoints) get no update.
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
     if num_replicas > 1:
       grads = tf.distribute.get_replica_context().all_reduce(
           tf.distribute.ReduceOp.SUM, grads)
