@@ -1,0 +1,111 @@
+"""A model from a small config dict (or YAML file), and its weights.
+
+    config = load_config('retinanet.yaml')
+    model = build_model_from_config(config)
+    load_checkpoint(model, 'model.weights.h5')   # or a TF checkpoint
+
+The config:
+
+    task: detection          # or classification
+    model:
+      backbone: '49'         # a build_backbone model id or a block-spec YAML
+      input_size: 640        # or [height, width]; sides divisible by 128
+      num_classes: 91        # detection: background slot 0 included
+      # Any other keyword of build_retinanet (min_level, max_level,
+      # num_convs, num_filters, activation, score_threshold,
+      # max_detections, backbone_kwargs, ...) or of build_classifier
+      # (level, dropout_rate, head, activation, ...).
+"""
+
+import os
+
+import tensorflow as tf
+import yaml
+
+from spinenet_tf.models.classifier import build_classifier
+from spinenet_tf.models.retinanet import build_retinanet
+
+TASKS = ('detection', 'classification')
+REQUIRED = ('backbone', 'input_size', 'num_classes')
+
+
+def load_config(path):
+  """Reads a YAML config; errors name the file."""
+  with open(path) as f:
+    text = f.read()
+  try:
+    config = yaml.safe_load(text)
+    check_config(config)
+  except (yaml.YAMLError, ValueError) as e:
+    raise ValueError(f'{path}: {e}') from e
+  return config
+
+
+def check_config(config):
+  """Raises ValueError unless `config` has the layout in the module doc."""
+  if not isinstance(config, dict):
+    raise ValueError(f'the config must be a mapping, got {type(config)}.')
+  unknown = set(config) - {'task', 'model'}
+  if unknown:
+    raise ValueError(f'unknown config keys {sorted(unknown)}; expected task '
+                     'and model.')
+  if config.get('task') not in TASKS:
+    raise ValueError(f'task must be one of {list(TASKS)}, got '
+                     f'{config.get("task")!r}.')
+  model = config.get('model')
+  missing = [k for k in REQUIRED
+             if not isinstance(model, dict) or k not in model]
+  if missing:
+    raise ValueError(f'model needs {list(missing)}.')
+
+
+def _input_shape(input_size):
+  size = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
+  if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+    raise ValueError('input_size must be an int or [height, width], got '
+                     f'{input_size!r}.')
+  return (*size, 3)
+
+
+def build_model_from_config(config):
+  """A `RetinaNet` (task detection) or classifier (task classification)."""
+  check_config(config)
+  options = dict(config['model'])
+  backbone = options.pop('backbone')
+  input_shape = _input_shape(options.pop('input_size'))
+  num_classes = options.pop('num_classes')
+  if config['task'] == 'detection':
+    return build_retinanet(backbone, num_classes, input_shape, **options)
+  return build_classifier(num_classes, backbone, input_shape, **options)
+
+
+def load_checkpoint(model, path):
+  """Loads `model`'s weights from a Keras `.weights.h5` file, or a TF
+  checkpoint of `tf.train.Checkpoint(model=model)` (a prefix, or a
+  directory: its latest checkpoint). Every model variable must be
+  restored."""
+  path = os.fspath(path)
+  if path.endswith('.weights.h5'):
+    model.load_weights(path)
+    return
+  if os.path.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise FileNotFoundError(f'no TF checkpoint in {path}.')
+    path = latest
+  checkpoint = tf.train.Checkpoint(model=model)
+  untracked = untracked_variables(checkpoint, model)
+  if untracked:
+    raise ValueError(
+        f'{len(untracked)} of the model\'s {len(model.weights)} variables '
+        f'(e.g. {untracked[0]}) are not part of a tf.train.Checkpoint of it '
+        '(Keras 3 does not track layers kept in lists or dicts for TF '
+        'checkpoints), so no TF checkpoint can hold them; use a '
+        '.weights.h5 file (model.save_weights).')
+  checkpoint.read(path).expect_partial().assert_existing_objects_matched()
+
+
+def untracked_variables(checkpoint, model):
+  """Paths of `model` variables that `checkpoint` does not reach."""
+  reachable = {id(o) for o in tf.train.TrackableView(checkpoint).descendants()}
+  return [w.path for w in model.weights if id(w) not in reachable]
