@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 from official.core import exp_factory
 from official.vision.modeling import factory
@@ -154,3 +155,22 @@ def test_a_few_steps_reduce_the_loss():
   losses = history.history['loss']
   assert all(np.isfinite(losses))
   assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_detect_maps_boxes_to_original_pixels_with_image_info():
+  model = build_retinanet('mobile-49XS', num_classes=3, input_shape=(128, 128, 3),
+                          num_filters=16, num_convs=1, score_threshold=0.001)
+  images = np.random.default_rng(0).normal(size=(2, 128, 128, 3)).astype('float32')
+  plain = model.detect(images)
+  assert np.all(np.asarray(plain['num_detections']) > 0)
+  assert np.abs(np.asarray(plain['boxes'])).max() > 1.0
+  info = np.array([[[256, 200], [128, 100], [0.5, 0.5], [0, 0]]] * 2, 'float32')
+  scaled = model.detect(images, info)
+  np.testing.assert_allclose(np.asarray(scaled['boxes']),
+                             np.asarray(plain['boxes']) * 2.0, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(scaled['scores']),
+                                np.asarray(plain['scores']))
+  eval_batches = tf.data.Dataset.from_tensors((images, {'image_info': info}))
+  predicted = model.predict(eval_batches, verbose=0)
+  np.testing.assert_allclose(predicted['boxes'], np.asarray(scaled['boxes']),
+                             rtol=1e-4, atol=1e-3)

@@ -16,8 +16,8 @@ def evaluate_detector(model, dataset, evaluator=None, category_names=None):
   """Runs `model.detect` over `dataset` and returns COCO metrics.
 
   Args:
-    model: a `RetinaNet` (anything with `detect(images)` returning boxes,
-      scores, classes, num_detections in model-input pixels).
+    model: a `RetinaNet` (anything with `detect(images, image_info)`
+      returning boxes in original pixels, scores, classes, num_detections).
     dataset: evaluation batches of `build_detection_dataset(is_training=False)`
       (labels carry image_info, source_id, is_crowd, areas).
     evaluator: a `CocoEvaluator` to fill (e.g. one with an annotation file);
@@ -29,10 +29,10 @@ def evaluate_detector(model, dataset, evaluator=None, category_names=None):
   evaluator = evaluator or CocoEvaluator(category_names=category_names)
   detect = tf.function(model.detect)
   for images, labels in dataset:
+    detections = {k: v.numpy() for k, v in
+                  detect(images, labels['image_info']).items()}
     labels = {k: v.numpy() for k, v in labels.items()}
-    detections = {k: v.numpy() for k, v in detect(images).items()}
     info = labels['image_info']
-    detections['boxes'] = _to_original_pixels(detections['boxes'], info)
     detections['source_id'] = labels['source_id']
     evaluator.update(
         dict(source_id=labels['source_id'], height=info[:, 0, 0],

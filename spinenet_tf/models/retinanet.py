@@ -141,14 +141,26 @@ class RetinaNet(keras.Model):
         s['max_detections'], s['score_threshold'], s['pre_nms_top_k'],
         s['iou_threshold'], s['class_agnostic_nms'], s['box_coder_weights'])
 
-  def detect(self, images):
-    """Images -> dict boxes [B, D, 4] (input pixels), scores [B, D],
-    classes [B, D] (-1 padding), num_detections [B]."""
-    return self.postprocess(self(images, training=False))
+  def detect(self, images, image_info=None):
+    """Images -> dict boxes [B, D, 4], scores [B, D], classes [B, D]
+    (-1 padding), num_detections [B].
+
+    Boxes are (ymin, xmin, ymax, xmax) in model-input pixels, or in pixels of
+    the original images when `image_info` [B, 4, 2] from the eval parser
+    (row 2: the resize scale (y, x)) is given.
+    """
+    detections = self.postprocess(self(images, training=False))
+    if image_info is not None:
+      scale = ops.tile(ops.cast(image_info[:, 2:3, :], 'float32'), (1, 1, 2))
+      detections['boxes'] = detections['boxes'] / scale
+    return detections
 
   def predict_step(self, data):
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return self.detect(x)
+    """`predict(x)` -> detections; with y = eval labels (image_info), in
+    original image pixels."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    image_info = y.get('image_info') if isinstance(y, dict) else None
+    return self.detect(x, image_info)
 
   def get_config(self):
     settings = dict(self.settings)
