@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Runs a detector or classifier on image files; writes annotated PNGs and a
+COCO results JSON.
+
+  python scripts/predict.py --saved_model /models/retinanet/1 \
+      --input photos/ --output_dir predictions/
+  python scripts/predict.py --config_file retinanet.yaml \
+      --checkpoint model.weights.h5 --input photo.jpg --output_dir out/
+
+--saved_model takes an export of scripts/export.py (its image_bytes
+signature); --config_file and --checkpoint build the model as export.py does
+and run the same serving function in process. --input is an image file or a
+folder (its .jpg/.jpeg/.png/.gif/.bmp files, sorted). Files that cannot be
+decoded are skipped and counted.
+
+Detection writes, in --output_dir:
+  <name>.png        the image with its detections (score >= --score_threshold)
+  detections.json   COCO results [{image_id, category_id, bbox, score}],
+                    every returned detection
+  images.json       COCO images [{id, file_name, height, width}]: the image
+                    id is the file name's number (000000397133.jpg ->
+                    397133), else its 1-based position in the sorted inputs
+Classification writes predictions.json: [{file_name, top_k_classes,
+top_k_probabilities}].
+"""
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
+                                             write_results_json)
+from spinenet_tf.export import model_config  # noqa: E402
+from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
+                                            decode_image)
+from spinenet_tf.viz.boxes import draw_detections  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('saved_model', None, 'SavedModel directory.')
+flags.DEFINE_string('config_file', None, 'Model config YAML (with '
+                    '--checkpoint, instead of --saved_model).')
+flags.DEFINE_string('checkpoint', None, '.weights.h5 file or TF checkpoint.')
+flags.DEFINE_string('input', None, 'An image file or a folder of images.')
+flags.DEFINE_string('output_dir', None, 'Where the results go.')
+flags.DEFINE_float('score_threshold', 0.3, 'Draw detections with at least '
+                   'this score.')
+flags.DEFINE_string('class_names', None, 'Text file: the name of class id i '
+                    'on line i + 1 (line 1 is id 0, background).')
+flags.DEFINE_integer('batch_size', 8, 'Images per call.')
+flags.mark_flags_as_required(['input', 'output_dir'])
+
+
+def list_images(path):
+  """The image files at `path` (a file, or a folder's images, sorted)."""
+  if os.path.isfile(path):
+    return [path]
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{path} is neither a file nor a folder.')
+  return [os.path.join(path, name) for name in sorted(os.listdir(path))
+          if name.lower().endswith(IMAGE_EXTENSIONS)]
+
+
+def image_ids(files):
+  """COCO image id per file: its numeric stem, else its 1-based position."""
+  stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+  if all(s.isdigit() for s in stems) and len(set(map(int, stems))) == len(
+      stems):
+    return [int(s) for s in stems]
+  return list(range(1, len(files) + 1))
+
+
+def output_names(files):
+  """<name>.png per file; two inputs may not share an output name."""
+  names = [os.path.splitext(os.path.basename(f))[0] + '.png' for f in files]
+  if len(set(names)) != len(names):
+    raise ValueError('inputs with the same name but different extensions '
+                     'would overwrite each other\'s PNG.')
+  return names
+
+
+def load_predictor():
+  """(function: encoded image strings [N] -> dict of numpy outputs, whether
+  the model is a detector)."""
+  if FLAGS.saved_model:
+    function = tf.saved_model.load(FLAGS.saved_model).signatures['image_bytes']
+    run = lambda encoded: function(image_bytes=encoded)  # noqa: E731
+    is_detector = 'boxes' in function.structured_outputs
+  else:
+    model = model_config.build_model_from_config(
+        model_config.load_config(FLAGS.config_file))
+    model_config.load_checkpoint(model, FLAGS.checkpoint)
+    module = ServingModule(model)
+    run, is_detector = module.serve_image_bytes, module.is_detector
+  predict = lambda encoded: {k: v.numpy() for k, v in run(  # noqa: E731
+      tf.constant(encoded, tf.string)).items()}
+  return predict, is_detector
+
+
+def predict_all(predict, files):
+  """[(file index, outputs of that image)], skipping undecodable files."""
+  results = []
+  for start in range(0, len(files), FLAGS.batch_size):
+    batch = list(range(start, min(start + FLAGS.batch_size, len(files))))
+    encoded = []
+    for i in batch:
+      with open(files[i], 'rb') as f:
+        encoded.append(f.read())
+    try:
+      outputs = predict(encoded)
+      results += [(i, {k: v[j] for k, v in outputs.items()})
+                  for j, i in enumerate(batch)]
+    except tf.errors.InvalidArgumentError:
+      for j, i in enumerate(batch):  # find the bad ones
+        try:
+          outputs = predict(encoded[j:j + 1])
+          results.append((i, {k: v[0] for k, v in outputs.items()}))
+        except tf.errors.InvalidArgumentError as e:
+          logging.warning('skipped %s: %s', files[i], e.message.strip())
+  return results
+
+
+def read_class_names(path):
+  if path is None:
+    return None
+  with open(path) as f:
+    return [line.strip() for line in f]
+
+
+def write_detections(files, results, class_names):
+  ids, names = image_ids(files), output_names(files)
+  coco_results, coco_images = [], []
+  for i, outputs in results:
+    with open(files[i], 'rb') as f:
+      image = decode_image(f.read()).numpy()
+    draw_detections(image, outputs['boxes'], outputs['classes'],
+                    outputs['scores'], class_names, FLAGS.score_threshold,
+                    path=os.path.join(FLAGS.output_dir, names[i]))
+    coco_images.append({'id': ids[i], 'file_name': os.path.basename(files[i]),
+                        'height': image.shape[0], 'width': image.shape[1]})
+    coco_results += detections_to_coco(
+        {'source_id': [ids[i]],
+         **{k: np.asarray(v)[None] for k, v in outputs.items()}})
+  write_results_json(coco_results, os.path.join(FLAGS.output_dir,
+                                                'detections.json'))
+  write_results_json(coco_images, os.path.join(FLAGS.output_dir,
+                                               'images.json'))
+  logging.info('%d detections on %d images in %s', len(coco_results),
+               len(results), FLAGS.output_dir)
+
+
+def write_classifications(files, results):
+  predictions = [{'file_name': os.path.basename(files[i]),
+                  'top_k_classes': outputs['top_k_classes'].tolist(),
+                  'top_k_probabilities':
+                      outputs['top_k_probabilities'].tolist()}
+                 for i, outputs in results]
+  write_results_json(predictions, os.path.join(FLAGS.output_dir,
+                                               'predictions.json'))
+
+
+def main(argv):
+  del argv
+  if bool(FLAGS.saved_model) == bool(FLAGS.config_file and FLAGS.checkpoint):
+    sys.exit('error: give either --saved_model or --config_file and '
+             '--checkpoint.')
+  try:
+    files = list_images(FLAGS.input)
+    output_names(files)
+    class_names = read_class_names(FLAGS.class_names)
+    predict, is_detector = load_predictor()
+  except (OSError, ValueError, AssertionError) as e:
+    sys.exit(f'error: {e}')
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  results = predict_all(predict, files)
+  if len(results) < len(files):
+    logging.warning('%d of %d files could not be decoded and were skipped.',
+                    len(files) - len(results), len(files))
+  if is_detector:
+    write_detections(files, results, class_names)
+  else:
+    write_classifications(files, results)
+
+
+if __name__ == '__main__':
+  app.run(main)
