@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from spinenet_tf.checkpoints import untracked_variables
 from spinenet_tf.export import model_config
 from spinenet_tf.export.fold_batchnorm import (FoldedConv, fold_batchnorm,
                                                max_abs_difference)
@@ -385,10 +386,21 @@ def test_load_checkpoint_weights_h5_and_tf_checkpoint(tmp_path):
     model_config.load_checkpoint(target, tmp_path)
 
 
-def test_tf_checkpoint_of_untracked_layers_is_refused(tmp_path):
-  # Keras 3 leaves layers held in lists out of TF checkpoints: a RetinaNet
-  # head's tower convs and Mobile resampling convs would be silently lost.
-  model = tiny_detector()
-  prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / 'ckpt'))
-  with pytest.raises(ValueError, match='use a .weights.h5 file'):
-    model_config.load_checkpoint(model, prefix)
+@pytest.mark.parametrize('build', [
+    tiny_detector,
+    lambda seed=0: randomize_weights(build_classifier(
+        3, '49S', (SIZE, SIZE, 3), head='spinal'), seed),
+], ids=['retinanet_mobile49xs', 'spinal_classifier_49s'])
+def test_tf_checkpoint_holds_every_variable(tmp_path, build):
+  # Layers held in lists (head towers, Mobile resampling convs, spinal
+  # layers) must reach TF checkpoints: the trainer saves through them.
+  source, target = build(seed=0), build(seed=1)
+  checkpoint = tf.train.Checkpoint(model=source)
+  assert untracked_variables(checkpoint, source) == []
+  prefix = checkpoint.write(str(tmp_path / 'ckpt'))
+  saved = [name for name, _ in tf.train.list_variables(prefix)
+           if name.endswith('VARIABLE_VALUE')]
+  assert len(saved) == len(source.weights)
+  model_config.load_checkpoint(target, prefix)
+  for a, b in zip(source.weights, target.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -23,6 +23,35 @@ def norm_config(layer):
               dtype=layer.dtype_policy)
 
 
+def _listed_layers(prefix, value):
+  """(name, layer) pairs for the layers inside nested lists and dicts."""
+  items = value.items() if isinstance(value, dict) else enumerate(value)
+  for key, item in items:
+    name = f'{prefix}[{key}]'
+    if isinstance(item, keras.layers.Layer):
+      yield name, item
+    elif isinstance(item, (list, dict)):
+      yield from _listed_layers(name, item)
+
+
+class CheckpointListsMixin:
+  """Makes `tf.train.Checkpoint` save sublayers held in lists and dicts.
+
+  Keras 3 (3.15 on TensorFlow) counts such layers in `weights` and in
+  `.weights.h5` files but does not report them as checkpoint dependencies,
+  so a `tf.train.Checkpoint(model=...)` silently left their variables out.
+  This names them `attr[key]` in the checkpoint; `.weights.h5` is unchanged.
+  """
+
+  def _trackable_children(self, save_type='checkpoint', **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == 'checkpoint':
+      for attr, value in vars(self).items():
+        if not attr.startswith('_') and isinstance(value, (list, dict)):
+          children.update(_listed_layers(attr, value))
+    return children
+
+
 class NormConfigMixin:
   """Stores and serializes the BatchNorm and kernel settings of a layer."""
 

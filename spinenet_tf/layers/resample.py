@@ -2,11 +2,13 @@
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, ConvNormAct, NormConfigMixin,
+from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
+                                       ConvNormAct, NormConfigMixin,
                                        check_activation, norm_config)
 
 
-class _ResampleBase(NormConfigMixin, keras.layers.Layer):
+class _ResampleBase(CheckpointListsMixin, NormConfigMixin,
+                    keras.layers.Layer):
   """Shared settings: level change, target width, activation, BN."""
 
   def __init__(self, level_change, target_filters, activation='relu',

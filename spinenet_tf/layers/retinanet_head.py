@@ -10,11 +10,12 @@ import math
 
 import keras
 
-from spinenet_tf.layers.common import PACKAGE, check_activation
+from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
+                                       check_activation)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RetinaNetHead(keras.layers.Layer):
+class RetinaNetHead(CheckpointListsMixin, keras.layers.Layer):
   """Class and box predictions for a dict of features {str(level): map}.
 
   Args:

@@ -9,7 +9,8 @@ all hidden outputs.
 
 import keras
 
-from spinenet_tf.layers.common import PACKAGE, NormConfigMixin
+from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
+                                       NormConfigMixin)
 
 
 def split_bounds(num_features, num_splits):
@@ -31,7 +32,7 @@ def _check_positive(name, value):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpinalDense(NormConfigMixin, keras.layers.Layer):
+class SpinalDense(CheckpointListsMixin, NormConfigMixin, keras.layers.Layer):
   """Spinal fully-connected layer mapping [..., features] to [..., units].
 
   Each hidden layer is dropout, dense (with bias), optional BatchNormalization
