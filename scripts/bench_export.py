@@ -31,7 +31,6 @@ Garden's detection generator at its cheapest.
 """
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ import tf_keras  # noqa: E402
 from official.core import exp_factory  # noqa: E402
 from official.vision.modeling import factory  # noqa: E402
 
+from bench_common import write_report  # noqa: E402  (scripts/ on sys.path)
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm  # noqa: E402
 from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
                                             export_saved_model, normalize)
@@ -246,16 +246,8 @@ def main():
   parser.add_argument('--output_md', help='write the markdown table here')
   args = parser.parse_args()
   rows = measure(args.quick, args.repeats, args.warmup)
-  markdown = table(rows) + '\n'
-  print(markdown)
-  if args.output_md:
-    with open(args.output_md, 'w') as f:
-      f.write(markdown)
-  if args.output_json:
-    from benchmark import environment  # pylint: disable=import-outside-toplevel
-    with open(args.output_json, 'w') as f:
-      json.dump({'environment': environment(), 'rows': rows}, f, indent=2)
-
+  write_report(table(rows) + '\n', {'rows': rows}, args.output_md,
+               args.output_json)
 
 if __name__ == '__main__':
   main()

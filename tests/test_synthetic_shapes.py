@@ -38,7 +38,8 @@ def test_same_seed_same_files_other_seed_other_files(dataset, tmp_path):
   match, mismatch, _ = filecmp.cmpfiles(dataset, again, names, shallow=False)
   assert match == names and not mismatch
   _, mismatch, _ = filecmp.cmpfiles(dataset, other, names, shallow=False)
-  assert set(mismatch) == set(names)  # info.json records the seed
+  # info.json records the seed; the class names do not depend on it.
+  assert set(mismatch) == set(names) - {synthetic_shapes.CLASS_NAMES_FILE}
 
 
 def test_boxes_are_tight_around_the_drawn_shapes():
@@ -115,3 +116,12 @@ def test_missing_dataset_has_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='make_synthetic_dataset'):
     detection_input.build_detection_dataset('synthetic', True, 128, 2,
                                             data_dir=str(tmp_path))
+
+
+def test_sample_images_and_class_names(dataset, tmp_path):
+  with open(os.path.join(dataset, synthetic_shapes.CLASS_NAMES_FILE)) as f:
+    assert f.read().split() == list(synthetic_shapes.CLASS_NAMES)
+  paths = synthetic_shapes.write_sample_images(str(tmp_path),
+                                               [(64, 96), (80, 80)])
+  shapes = [tuple(tf.io.decode_png(tf.io.read_file(p)).shape) for p in paths]
+  assert shapes == [(64, 96, 3), (80, 80, 3)]

@@ -28,6 +28,7 @@ CLASS_NAMES = ('background', 'rectangle', 'ellipse', 'triangle')
 NUM_CLASSES = len(CLASS_NAMES)
 SPLITS = ('train', 'validation')
 INFO_FILE = 'info.json'
+CLASS_NAMES_FILE = 'class_names.txt'  # line i + 1: class id i
 _MAX_HIDDEN = 0.5  # largest fraction of a placed shape a later one may hide
 _MIN_PIXELS = 16
 
@@ -154,7 +155,8 @@ def file_pattern(directory, split):
 
 def write_synthetic_dataset(directory, num_train=512, num_val=64,
                             image_size=256, seed=0, examples_per_shard=256):
-  """Writes train/validation TFRecord shards and info.json to `directory`.
+  """Writes train/validation TFRecord shards, info.json and class_names.txt
+  (the format of scripts/predict.py --class_names) to `directory`.
 
   Source ids are 1.. for train and 1_000_001.. for validation. Returns
   {split: [files]}.
@@ -173,7 +175,22 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
           'num_examples': {'train': num_train, 'validation': num_val}}
   with open(os.path.join(directory, INFO_FILE), 'w') as f:
     json.dump(info, f, indent=2)
+  with open(os.path.join(directory, CLASS_NAMES_FILE), 'w') as f:
+    f.write('\n'.join(CLASS_NAMES) + '\n')
   return files
+
+
+def write_sample_images(directory, sizes, seed=0):
+  """Writes one PNG scene per (height, width) in `sizes`, not drawn from
+  either split (their rng is seeded apart); returns the paths."""
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for i, (height, width) in enumerate(sizes):
+    image = draw_scene(np.random.default_rng([seed, len(SPLITS), i]),
+                       height, width)[0]
+    paths.append(os.path.join(directory, f'sample_{i:02d}.png'))
+    tf.io.write_file(paths[-1], tf.io.encode_png(image))
+  return paths
 
 
 def read_info(directory):

@@ -4,7 +4,8 @@
     model = build_model_from_config(config)
     load_checkpoint(model, 'model.weights.h5')   # or a TF checkpoint
 
-The config:
+The config (a training experiment file, e.g. a run's params.yaml, works too:
+its other sections are ignored):
 
     task: detection          # or classification
     model:
@@ -17,24 +18,35 @@ The config:
       # (level, dropout_rate, head, activation, ...).
 """
 
+import dataclasses
 import os
 
 import tensorflow as tf
 import yaml
 
+from spinenet_tf.checkpoints import model_checkpoint
 from spinenet_tf.models.classifier import build_classifier
 from spinenet_tf.models.retinanet import build_retinanet
+from spinenet_tf.training.config import ExperimentConfig
 
 TASKS = ('detection', 'classification')
 REQUIRED = ('backbone', 'input_size', 'num_classes')
+# Sections of a training experiment file that are not the model's.
+EXPERIMENT_SECTIONS = {f.name for f in dataclasses.fields(ExperimentConfig)
+                       } - {'task', 'model'}
 
 
 def load_config(path):
-  """Reads a YAML config; errors name the file."""
+  """Reads a YAML model config, or the task and model of a training
+  experiment file (configs/*.yaml, a run's params.yaml); errors name the
+  file."""
   with open(path) as f:
     text = f.read()
   try:
     config = yaml.safe_load(text)
+    if isinstance(config, dict) and set(config) & EXPERIMENT_SECTIONS:
+      config = {k: v for k, v in config.items()
+                if k not in EXPERIMENT_SECTIONS}
     check_config(config)
   except (yaml.YAMLError, ValueError) as e:
     raise ValueError(f'{path}: {e}') from e
@@ -93,19 +105,6 @@ def load_checkpoint(model, path):
     if latest is None:
       raise FileNotFoundError(f'no TF checkpoint in {path}.')
     path = latest
-  checkpoint = tf.train.Checkpoint(model=model)
-  untracked = untracked_variables(checkpoint, model)
-  if untracked:
-    raise ValueError(
-        f'{len(untracked)} of the model\'s {len(model.weights)} variables '
-        f'(e.g. {untracked[0]}) are not part of a tf.train.Checkpoint of it '
-        '(Keras 3 does not track layers kept in lists or dicts for TF '
-        'checkpoints), so no TF checkpoint can hold them; use a '
-        '.weights.h5 file (model.save_weights).')
+  checkpoint = model_checkpoint(model)
   checkpoint.read(path).expect_partial().assert_existing_objects_matched()
 
-
-def untracked_variables(checkpoint, model):
-  """Paths of `model` variables that `checkpoint` does not reach."""
-  reachable = {id(o) for o in tf.train.TrackableView(checkpoint).descendants()}
-  return [w.path for w in model.weights if id(w) not in reachable]
