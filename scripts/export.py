@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
 from spinenet_tf.export.saved_model import export_saved_model  # noqa: E402
@@ -73,7 +74,7 @@ def main(argv):
     config = model_config.load_config(FLAGS.config_file)
     model = model_config.build_model_from_config(config)
     if FLAGS.checkpoint:
-      model_config.load_checkpoint(model, FLAGS.checkpoint)
+      load_checkpoint(model, FLAGS.checkpoint)
     else:
       logging.warning('No --checkpoint: exporting random weights.')
   except (OSError, ValueError, AssertionError) as e:

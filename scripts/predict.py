@@ -34,6 +34,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
                                              write_results_json)
+from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
                                             decode_image)
@@ -94,7 +95,7 @@ def load_predictor():
   else:
     model = model_config.build_model_from_config(
         model_config.load_config(FLAGS.config_file))
-    model_config.load_checkpoint(model, FLAGS.checkpoint)
+    load_checkpoint(model, FLAGS.checkpoint)
     module = ServingModule(model)
     run, is_detector = module.serve_image_bytes, module.is_detector
   predict = lambda encoded: {k: v.numpy() for k, v in run(  # noqa: E731

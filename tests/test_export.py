@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from spinenet_tf.checkpoints import untracked_variables
+from spinenet_tf.checkpoints import load_checkpoint, untracked_variables
 from spinenet_tf.export import model_config
 from spinenet_tf.export.fold_batchnorm import (FoldedConv, fold_batchnorm,
                                                max_abs_difference)
@@ -379,11 +379,11 @@ def test_load_checkpoint_weights_h5_and_tf_checkpoint(tmp_path):
   tf.train.Checkpoint(model=source).save(str(tmp_path / 'ckpt' / 'ckpt'))
   for path in (tmp_path / 'model.weights.h5', tmp_path / 'ckpt'):
     target = model_config.build_model_from_config(config)
-    model_config.load_checkpoint(target, path)
+    load_checkpoint(target, path)
     for a, b in zip(source.get_weights(), target.get_weights()):
       np.testing.assert_array_equal(a, b)
   with pytest.raises(FileNotFoundError, match='no TF checkpoint'):
-    model_config.load_checkpoint(target, tmp_path)
+    load_checkpoint(target, tmp_path)
 
 
 @pytest.mark.parametrize('build', [
@@ -401,6 +401,6 @@ def test_tf_checkpoint_holds_every_variable(tmp_path, build):
   saved = [name for name, _ in tf.train.list_variables(prefix)
            if name.endswith('VARIABLE_VALUE')]
   assert len(saved) == len(source.weights)
-  model_config.load_checkpoint(target, prefix)
+  load_checkpoint(target, prefix)
   for a, b in zip(source.weights, target.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -20,6 +20,8 @@ Decoding never fails on ragged or missing per-object lists: they are cut or
 padded to the number of boxes. Checking boxes and classes is the parser's job.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -82,9 +84,12 @@ def make_example(encoded_image, height, width, boxes, classes, source_id='',
 
 def write_tfrecords(prefix, examples, num_shards=1):
   """Writes tf.Examples (or serialized bytes) round-robin into shards
-  `{prefix}-00000-of-0000N.tfrecord`; returns the file paths."""
+  `{prefix}-00000-of-0000N.tfrecord` (making the folder); returns the file
+  paths."""
   paths = [f'{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord'
            for i in range(num_shards)]
+  if os.path.dirname(prefix):
+    tf.io.gfile.makedirs(os.path.dirname(prefix))
   writers = [tf.io.TFRecordWriter(path) for path in paths]
   try:
     for i, example in enumerate(examples):

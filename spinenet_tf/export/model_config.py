@@ -2,7 +2,7 @@
 
     config = load_config('retinanet.yaml')
     model = build_model_from_config(config)
-    load_checkpoint(model, 'model.weights.h5')   # or a TF checkpoint
+    load_checkpoint(model, 'model.weights.h5')   # spinenet_tf.checkpoints
 
 The config (a training experiment file, e.g. a run's params.yaml, works too:
 its other sections are ignored):
@@ -24,7 +24,6 @@ import os
 import tensorflow as tf
 import yaml
 
-from spinenet_tf.checkpoints import model_checkpoint
 from spinenet_tf.models.classifier import build_classifier
 from spinenet_tf.models.retinanet import build_retinanet
 from spinenet_tf.training.config import ExperimentConfig
@@ -89,22 +88,4 @@ def build_model_from_config(config):
   if config['task'] == 'detection':
     return build_retinanet(backbone, num_classes, input_shape, **options)
   return build_classifier(num_classes, backbone, input_shape, **options)
-
-
-def load_checkpoint(model, path):
-  """Loads `model`'s weights from a Keras `.weights.h5` file, or a TF
-  checkpoint of `tf.train.Checkpoint(model=model)` (a prefix, or a
-  directory: its latest checkpoint). Every model variable must be
-  restored."""
-  path = os.fspath(path)
-  if path.endswith('.weights.h5'):
-    model.load_weights(path)
-    return
-  if os.path.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise FileNotFoundError(f'no TF checkpoint in {path}.')
-    path = latest
-  checkpoint = model_checkpoint(model)
-  checkpoint.read(path).expect_partial().assert_existing_objects_matched()
 
