@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""Benchmark our SpineNet against Model Garden's: params, FLOPs, CPU latency.
+"""Every measurement of spinenet_tf against Model Garden, in one run.
 
-Both models are measured by the same code in one run: parameters with
-`count_params()`; FLOPs by tracing `model(x, training=False)` for a
-[1, size, size, 3] float32 input into a concrete function, freezing its
-variables and counting with the TF profiler (`float_operation()`, 1
-multiply-add = 2 FLOPs); latency as the median of timed calls of each model
-wrapped in `tf.function`, ours and the reference alternating call by call.
+Sections (--sections, all by default), each measured by the same code for
+both sides:
+  backbone  params and FLOPs of SpineNet variants (`count_params()`; the TF
+            profiler's `float_operation()` on the frozen inference graph of
+            a [1, size, size, 3] input, 1 multiply-add = 2 FLOPs) and CPU
+            latency of the backbone (median of timed `tf.function` calls,
+            ours and the reference alternating call by call);
+  export    RetinaNet-SpineNet-49 at 640: the network and full inference,
+            our exports (BatchNorm folded, float32 / bfloat16) vs Model
+            Garden's model (scripts/bench_export.py);
+  pipeline  detection input pipeline images/s (scripts/bench_input_pipeline.py);
+  training  RetinaNet-SpineNet-49 training step images/s
+            (scripts/bench_train.py).
+The report leads with one summary table (ours, Model Garden, ratio; ratio >
+1 means ours is better), then each section's detail table.
 
   python scripts/benchmark.py --output_md bench.md --output_json bench.json
   python scripts/benchmark.py --quick
-  python scripts/benchmark.py --variants 49,mobile-49 --repeats 50
+  python scripts/benchmark.py --sections backbone --variants 49,mobile-49
 """
 import gc
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -31,7 +38,10 @@ from official.vision.modeling.backbones import spinenet  # noqa: E402
 from official.vision.modeling.backbones import spinenet_mobile  # noqa: E402
 from tensorflow.python.framework import convert_to_constants  # noqa: E402
 
-import bench_input_pipeline  # noqa: E402  (scripts/ is on sys.path)
+import bench_export  # noqa: E402  (scripts/ is on sys.path)
+import bench_input_pipeline  # noqa: E402
+import bench_train  # noqa: E402
+from bench_common import write_report  # noqa: E402
 import spinenet_tf  # noqa: E402
 
 # Variant -> input size (backbone, levels 3-7).
@@ -40,6 +50,7 @@ VARIANTS = {'49S': 640, '49': 640, '96': 640, '143': 640, '143L': 640,
             'mobile-49XS': 384}
 QUICK_VARIANTS = ('49S', '49', 'mobile-49XS')
 CONV_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul')
+SECTIONS = ('backbone', 'export', 'pipeline', 'training')
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('variants', None, 'Variants to count (default: all 9; '
@@ -47,10 +58,13 @@ flags.DEFINE_list('variants', None, 'Variants to count (default: all 9; '
 flags.DEFINE_list('latency_variants', ['49'], 'Variants to time.')
 flags.DEFINE_integer('repeats', 20, 'Timed calls per model.')
 flags.DEFINE_integer('warmup', 3, 'Untimed calls per model before timing.')
-flags.DEFINE_bool('quick', False, 'Fewer variants, 5 repeats, 1 warm-up.')
-flags.DEFINE_list('sections', ['backbone', 'pipeline'],
+flags.DEFINE_bool('quick', False, 'A short run: fewer variants, repeats '
+                  'and images in every section.')
+flags.DEFINE_list('sections', list(SECTIONS),
                   'What to measure: backbone (params, FLOPs, latency), '
-                  'pipeline (detection input images/s).')
+                  'export (exported RetinaNet inference), pipeline '
+                  '(detection input images/s), training (train step '
+                  'images/s).')
 flags.DEFINE_string('output_json', None, 'Write the results as JSON here.')
 flags.DEFINE_string('output_md', None, 'Write the markdown tables here.')
 
@@ -194,11 +208,68 @@ def latency_table(rows):
   return '\n'.join(lines)
 
 
-def environment():
-  return {'tensorflow': tf.__version__, 'keras': keras.__version__,
-          'tf_keras': tf_keras.__version__, 'python': platform.python_version(),
-          'machine': platform.machine(), 'cpu_count': os.cpu_count(),
-          'date': time.strftime('%Y-%m-%d')}
+def _summary(measurement, unit, ours, model_garden, better):
+  """A summary row; ratio > 1 when ours is better ('equal': ours / MG)."""
+  ratio = (model_garden / ours if better == 'lower' else ours / model_garden)
+  return {'measurement': measurement, 'unit': unit, 'ours': ours,
+          'model_garden': model_garden, 'ratio': ratio, 'better': better}
+
+
+def backbone_summary(counts, latency):
+  rows = []
+  for r in counts:
+    for key, unit in (('params', 'params'), ('conv_flops', 'conv GFLOPs')):
+      scale = 1 if key == 'params' else 1e-9
+      rows.append(_summary(f"SpineNet-{r['variant']} {key.replace('_', ' ')} "
+                           f"at {r['input']}", unit, r['ours'][key] * scale,
+                           r['reference'][key] * scale, 'equal'))
+  for r in latency:
+    rows.append(_summary(
+        f"SpineNet-{r['variant']} backbone latency, {r['input']}, batch 1, "
+        'float32', 'ms', r['ours']['median_ms'], r['reference']['median_ms'],
+        'lower'))
+  return rows
+
+
+def export_summary(rows):
+  """Our networks vs Model Garden's network; our inference functions vs
+  Model Garden's with batched NMS, its fastest on CPU."""
+  peer = {'network': bench_export.MG, 'inference': bench_export.MG_BATCHED}
+  medians = {(r['scope'], r['name']): r['median_ms'] for r in rows}
+  return [_summary(f"RetinaNet-49 {r['scope']} at 640: {r['name']}", 'ms',
+                   r['median_ms'], medians[r['scope'], peer[r['scope']]],
+                   'lower')
+          for r in rows if r['name'].startswith('ours')]
+
+
+def pipeline_summary(rows):
+  by_name = {r['pipeline']: r['images_per_s'] for r in rows}
+  return [_summary('Detection input pipeline, 640, batch 8', 'images/s',
+                   by_name['spinenet_tf build_detection_dataset'],
+                   by_name['Model Garden retinanet_input.Parser'], 'higher')]
+
+
+def training_summary(rows):
+  return [_summary(r['name'], r['unit'], r['ours'], r['model_garden'],
+                   'higher') for r in rows]
+
+
+def summary_table(rows):
+  lines = [
+      f'All on this machine ({os.cpu_count()} CPU cores), one run. ratio: '
+      'ours / Model Garden for counts (1 = equal) and images/s, Model '
+      'Garden / ours for ms; above 1 is better for us.',
+      '',
+      '| measurement | unit | ours | Model Garden | ratio |',
+      '|---|---|---:|---:|---:|',
+  ]
+  for r in rows:
+    cells = [f'{v:,.0f}' if r['unit'] == 'params' else f'{v:.2f}'
+             for v in (r['ours'], r['model_garden'])]
+    digits = 4 if r['better'] == 'equal' else 2
+    lines.append(f"| {r['measurement']} | {r['unit']} | {cells[0]} | "
+                 f"{cells[1]} | {r['ratio']:.{digits}f} |")
+  return '\n'.join(lines)
 
 
 def main(argv):
@@ -209,29 +280,37 @@ def main(argv):
   if unknown:
     sys.exit(f'error: unknown variant(s) {unknown}; choose from '
              f'{", ".join(VARIANTS)}.')
-  results, tables = {'environment': environment()}, []
+  unknown = sorted(set(FLAGS.sections) - set(SECTIONS))
+  if unknown:
+    sys.exit(f'error: unknown section(s) {unknown}; choose from '
+             f'{", ".join(SECTIONS)}.')
+  results, tables, summary = {}, [], []
   if 'backbone' in FLAGS.sections:
     results['counts'] = [measure_variant(v) for v in variants]
     results['latency'] = [measure_latency(v, repeats, warmup)
                           for v in FLAGS.latency_variants]
+    summary += backbone_summary(results['counts'], results['latency'])
     tables += [counts_table(results['counts']),
                latency_table(results['latency'])]
+  if 'export' in FLAGS.sections:
+    results['export'] = bench_export.measure(quick=FLAGS.quick)
+    summary += export_summary(results['export'])
+    tables.append(bench_export.table(results['export']))
   if 'pipeline' in FLAGS.sections:
     rows, stages = bench_input_pipeline.measure(quick=FLAGS.quick)
     results['pipeline'], results['pipeline_stages'] = rows, stages
+    summary += pipeline_summary(rows)
     tables.append('Detection input pipeline, training mode at 640, batch 8, '
                   f"best of {rows[0]['rounds']} rounds of "
                   f"{rows[0]['num_images']} images:\n\n"
                   + bench_input_pipeline.tables(rows, stages))
-  markdown = '\n\n'.join(tables) + '\n'
-  print(markdown)
-  if FLAGS.output_md:
-    with open(FLAGS.output_md, 'w') as f:
-      f.write(markdown)
-  if FLAGS.output_json:
-    with open(FLAGS.output_json, 'w') as f:
-      json.dump(results, f, indent=2)
-
+  if 'training' in FLAGS.sections:
+    results['training'] = bench_train.measure(quick=FLAGS.quick)
+    summary += training_summary(results['training'])
+    tables.append(bench_train.table(results['training']))
+  results['summary'] = summary
+  markdown = '\n\n'.join([summary_table(summary), *tables]) + '\n'
+  write_report(markdown, results, FLAGS.output_md, FLAGS.output_json)
 
 if __name__ == '__main__':
   app.run(main)

@@ -1,51 +1,75 @@
 #!/usr/bin/env bash
-# Offline demo. Installs spinenet_tf into ./.venv (created or reused), then:
-#   1. builds every SpineNet variant and prints its parameter count,
-#   2. converts a Model Garden SpineNet-49S checkpoint (random weights, made
-#      here) into our model and prints the largest output difference,
-#   3. draws the SpineNet-49 architecture picture.
-# Everything is written under outputs/quickstart/. The detector part (train on
-# the built-in dataset, evaluate, export, predict) joins when detection lands.
+# Offline demo on the built-in synthetic shapes dataset. Installs spinenet_tf
+# into ./.venv (created or reused), then with the project's real commands:
+#   1. writes the dataset and a few sample pictures,
+#   2. trains RetinaNet-SpineNet-Mobile-49XS (scripts/train.py, absl flags,
+#      configs/demo_retinanet_synthetic.yaml),
+#   3. evaluates it with COCO metrics (scripts/train.py --mode=eval),
+#   4. exports a SavedModel (scripts/export.py),
+#   5. runs the export on the sample pictures (scripts/predict.py),
+#   6. draws the SpineNet-49 architecture picture,
+# and prints a summary. Everything goes under outputs/quickstart/ (or $OUT).
+# About 4 minutes on 2 CPU cores after the install (AP50 0.76 on the 32
+# validation images, measured 2026-11-22); QUICKSTART_STEPS sets the steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-outputs/quickstart}"
+STEPS="${QUICKSTART_STEPS:-1000}"
 source scripts/lib/venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
+PY="$VENV/bin/python"
+START=$SECONDS
+# A rerun starts over: training would resume, export refuses to overwrite.
+rm -rf "$OUT"/{shapes,train,saved_model,predictions}
 mkdir -p "$OUT"
-echo "== 1/3 building all variants"
-"$VENV/bin/python" - <<'PY'
-import spinenet_tf
-for model_id in spinenet_tf.MODEL_IDS:
-  size = 384 if model_id.startswith('mobile') else 640
-  model = spinenet_tf.build_backbone(model_id, (size, size, 3))
-  shapes = ', '.join(f'P{k}{tuple(v[1:3])}' for k, v in model.output_specs.items())
-  print(f'  SpineNet-{model_id:12s} {model.count_params():>12,d} params at {size}: {shapes}')
-PY
-echo "== 2/3 converting a Model Garden checkpoint"
-"$VENV/bin/python" - "$OUT" <<'PY'
-import sys
-import numpy as np
-import tensorflow as tf
-import tf_keras
-from official.vision.modeling.backbones import spinenet
-import spinenet_tf
-from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
+
+step() { echo; echo "== $1 ($((SECONDS - START)) s)"; }
+
+step "1/6 writing the synthetic dataset and sample pictures to $OUT/shapes"
+"$PY" scripts/make_synthetic_dataset.py --output_dir="$OUT/shapes" \
+  --num_train=256 --num_val=32 --image_size=128 \
+  --sample_sizes=128x128,160x224,256x192,300x300
+
+step "2/6 training for $STEPS steps (scripts/train.py)"
+"$PY" scripts/train.py --experiment=demo_retinanet_synthetic \
+  --model_dir="$OUT/train" --data_dir="$OUT/shapes" \
+  --params_override="trainer.train_steps=$STEPS,trainer.checkpoint_interval=$STEPS"
+
+step "3/6 evaluating on the validation split (COCO metrics)"
+"$PY" scripts/train.py --config_file="$OUT/train/params.yaml" --mode=eval \
+  --model_dir="$OUT/train" --data_dir="$OUT/shapes"
+
+step "4/6 exporting a SavedModel (scripts/export.py)"
+"$PY" scripts/export.py --config_file="$OUT/train/params.yaml" \
+  --checkpoint="$OUT/train" --export_dir="$OUT/saved_model"
+
+step "5/6 predicting on the sample pictures (scripts/predict.py)"
+"$PY" scripts/predict.py --saved_model="$OUT/saved_model" \
+  --input="$OUT/shapes/samples" --output_dir="$OUT/predictions" \
+  --class_names="$OUT/shapes/class_names.txt"
+
+step "6/6 drawing the SpineNet-49 architecture"
+"$PY" scripts/draw_architecture.py --model_id=49 \
+  --output="$OUT/spinenet49_architecture.png"
+
+echo
+echo "== summary ($((SECONDS - START)) s)"
+"$PY" - "$OUT" <<'PY'
+import json, os, sys
 out = sys.argv[1]
-s = spinenet_tf.SCALING['49S']
-reference = spinenet.SpineNet(
-    input_specs=tf_keras.layers.InputSpec(shape=[None, 256, 256, 3]),
-    endpoints_num_filters=s.endpoints_num_filters,
-    resample_alpha=s.resample_alpha, filter_size_scale=s.filter_size_scale)
-path = tf.train.Checkpoint(backbone=reference).save(f'{out}/model_garden_49s/ckpt')
-ours = spinenet_tf.build_backbone('49S', (256, 256, 3))
-count = convert_checkpoint(path, ours)
-images = np.random.default_rng(0).uniform(0, 1, (1, 256, 256, 3)).astype('float32')
-expected, got = reference(images, training=False), ours(images, training=False)
-diff = max(float(np.abs(np.asarray(got[k]) - expected[k].numpy()).max()) for k in expected)
-ours.save_weights(f'{out}/spinenet49s_converted.weights.h5')
-print(f'  converted {count} variables from {path}; max |ours - reference| = {diff:.2e}')
+with open(os.path.join(out, 'train', 'eval_metrics.json')) as f:
+  evaluation = json.load(f)
+metrics = evaluation['metrics']
+with open(os.path.join(out, 'predictions', 'detections.json')) as f:
+  detections = json.load(f)
+pictures = sorted(n for n in os.listdir(os.path.join(out, 'predictions'))
+                  if n.endswith('.png'))
+print(f"  detector     RetinaNet-SpineNet-Mobile-49XS, {evaluation['step']} steps")
+print(f"  COCO eval    AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  "
+      f"AP75 {metrics['AP75']:.3f}  (32 validation images)")
+print(f"  checkpoints  {out}/train (TensorBoard: tensorboard --logdir {out}/train)")
+print(f"  SavedModel   {out}/saved_model")
+print(f"  predictions  {out}/predictions: {len(pictures)} PNGs, "
+      f"{len(detections)} detections in detections.json")
+print(f"  architecture {out}/spinenet49_architecture.png")
 PY
-echo "== 3/3 drawing the architecture"
-"$VENV/bin/python" scripts/draw_architecture.py --model_id 49 --output "$OUT/spinenet49.png"
-echo "== done. Outputs in $OUT:"
-ls -1 "$OUT"

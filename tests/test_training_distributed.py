@@ -2,6 +2,16 @@
 device on the same global batch (synchronized BN included); the replica step
 compiles with jit_compile=True.
 
+The updates are compared in float64 (trainer.mixed_precision=float64). In
+float32 the comparison says nothing: splitting the batch changes the order of
+the float32 sums (BN moments, weight gradients), and this deep random-init
+network amplifies that rounding from ~1e-6 at the stem's BN to ~5e-4 in the
+pooled features and 5-15% in the updates of the first layers. One device
+alone moves its own update as much when the same 8 images come in reverse
+order (47 of 669 arrays out of the tolerance below, worst 25x; 2 replicas:
+51, worst 33x), while in float64 2 replicas and one device agree to 2.4e-10
+of the tolerance.
+
 Logical devices must be set before TensorFlow starts, so each run happens in
 a subprocess running this file.
 """
@@ -15,7 +25,7 @@ import pytest
 GLOBAL_BATCH, SIZE, NUM_CLASSES = 8, 128, 5
 
 
-def _run(strategy_name, jit, out):
+def _run(strategy_name, jit, out, precision='float32'):
   import tensorflow as tf
   from spinenet_tf.training import config as config_lib
   from spinenet_tf.training import strategy as strategy_lib
@@ -46,7 +56,7 @@ def _run(strategy_name, jit, out):
                     'global_clipnorm': 0.5},
       'schedule': {'learning_rate': 1.0},
       'trainer': {'train_steps': 1, 'steps_per_loop': 1, 'seed': 0,
-                  'jit_compile': jit}})
+                  'jit_compile': jit, 'mixed_precision': precision}})
   strategy = strategy_lib.build_strategy(strategy_name)
   trainer = Trainer(config, RandomImages(config), strategy, out + '_ckpt')
   before = [v.numpy() for v in trainer.model.trainable_variables]
@@ -60,10 +70,11 @@ def _run(strategy_name, jit, out):
            **{f'moving{i}': m for i, m in enumerate(moving)})
 
 
-def run_in_subprocess(tmp_path, strategy_name, jit=False):
-  out = str(tmp_path / f'{strategy_name}_{jit}.npz')
+def run_in_subprocess(tmp_path, strategy_name, jit=False,
+                      precision='float32'):
+  out = str(tmp_path / f'{strategy_name}_{jit}_{precision}.npz')
   result = subprocess.run(
-      [sys.executable, __file__, strategy_name, str(jit), out],
+      [sys.executable, __file__, strategy_name, str(jit), out, precision],
       capture_output=True, text=True, timeout=300,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
            'PYTHONPATH': os.path.join(os.path.dirname(__file__), '..')})
@@ -78,22 +89,25 @@ def runs(tmp_path_factory):
           run_in_subprocess(tmp_path, 'mirrored'))
 
 
+@pytest.fixture(scope='module')
+def runs64(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp('runs64')
+  return (run_in_subprocess(tmp_path, 'one_device', precision='float64'),
+          run_in_subprocess(tmp_path, 'mirrored', precision='float64'))
+
+
 def test_mirrored_two_cpus_same_loss_as_one_device(runs):
   one, two = runs
   assert one['replicas'] == 1 and two['replicas'] == 2
   np.testing.assert_allclose(two['loss'], one['loss'], rtol=1e-4, atol=1e-6)
 
 
-# Known failure, tracked in the training issue: the check is NOT met yet.
-# strict=True: the day it passes, CI says so and this marker must go.
-@pytest.mark.xfail(reason='KNOWN BUG (issue 4): weight updates differ by '
-                   '5-15% per element on 2 replicas with synchronized BN '
-                   'while losses agree to 1e-4; L2 is already divided by '
-                   'the replica count; suspect the gradient through the BN '
-                   'all-reduce or the optimizer all-reduce override',
-                   strict=True)
-def test_mirrored_two_cpus_same_update_as_one_device(runs):
-  one, two = runs
+def test_mirrored_two_cpus_same_update_as_one_device(runs64):
+  # float64: see the module docstring (float32 rounding, not the strategy,
+  # moved the float32 updates by 5-15%). Same tolerances as ever.
+  one, two = runs64
+  assert one['replicas'] == 1 and two['replicas'] == 2
+  np.testing.assert_allclose(two['loss'], one['loss'], rtol=1e-6)
   deltas = [k for k in one if k.startswith('delta')]
   scale = max(np.abs(one[k]).max() for k in deltas)
   assert scale > 0
@@ -110,4 +124,4 @@ def test_replica_step_compiles_with_xla(tmp_path, runs):
 
 
 if __name__ == '__main__':
-  _run(sys.argv[1], sys.argv[2] == 'True', sys.argv[3])
+  _run(sys.argv[1], sys.argv[2] == 'True', sys.argv[3], sys.argv[4])

@@ -2,6 +2,7 @@
 scripts/train.py in a subprocess, writes checkpoints and resumes at the
 saved step; a NaN loss stops the run keeping the last good checkpoint; bad
 configs fail with the key's name."""
+import json
 import os
 import subprocess
 import sys
@@ -10,10 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spinenet_tf.checkpoints import load_checkpoint
+from spinenet_tf.export import model_config
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training.strategy import build_strategy
 from spinenet_tf.training.tasks import build_task
-from spinenet_tf.training.trainer import NonFiniteLossError, Trainer
+from spinenet_tf.training.trainer import (EVAL_METRICS_FILE,
+                                          NonFiniteLossError, Trainer)
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 SMALL = ('train_data.synthetic_num_images=16,eval_data.synthetic_num_images=8,'
@@ -35,6 +39,7 @@ def test_train_script_checkpoints_and_resumes(tmp_path):
   first = train_command(model_dir, data_dir,
                         '--params_override=trainer.train_steps=4')
   assert first.returncode == 0, first.stderr[-3000:]
+  assert 'step 4/4 (100%)' in first.stdout  # the console progress line
   assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-4')
   assert (model_dir / 'params.yaml').exists()
   assert tf.io.gfile.glob(str(model_dir / 'train' / 'events.*'))
@@ -46,6 +51,19 @@ def test_train_script_checkpoints_and_resumes(tmp_path):
   assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-6')
   assert 'step 6 eval: AP ' in second.stdout
   assert (model_dir / 'best' / 'best.json').exists()
+  with open(model_dir / EVAL_METRICS_FILE) as f:
+    evaluation = json.load(f)
+  assert evaluation['step'] == 6 and 'AP50' in evaluation['metrics']
+
+  # What scripts/export.py does with a run: its params.yaml and checkpoint.
+  model = model_config.build_model_from_config(
+      model_config.load_config(model_dir / 'params.yaml'))
+  load_checkpoint(model, model_dir)
+  saved = tf.train.load_checkpoint(str(model_dir))
+  moving_mean = model.head.box_norms['3'][0].moving_mean  # a list-held layer
+  np.testing.assert_array_equal(moving_mean.numpy(), saved.get_tensor(
+      'model/head/box_norms[3][0]/moving_mean/.ATTRIBUTES/VARIABLE_VALUE'))
+  assert np.abs(moving_mean.numpy()).max() > 0  # trained, not the init
 
 
 def test_bad_config_names_the_key(tmp_path):

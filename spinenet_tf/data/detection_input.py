@@ -33,10 +33,17 @@ SOURCES = ('tfrecord', 'tfds', 'synthetic')
 
 def _tfrecord_records(file_pattern, is_training, seed, input_context,
                       deterministic):
-  """(serialized, 'file#index') from TFRecord files."""
-  files = tf.data.Dataset.list_files(file_pattern, shuffle=is_training,
-                                     seed=seed)
-  if input_context:
+  """(serialized, 'file#index') from TFRecord files.
+
+  With an `input_context`, each input pipeline reads its share of the files,
+  or, with fewer files than pipelines (a pipeline would get none, end at
+  once and leave the other workers waiting in their all-reduce), every file
+  in the same order keeping its share of the records."""
+  shard_records = bool(input_context) and (
+      len(tf.io.gfile.glob(file_pattern)) < input_context.num_input_pipelines)
+  files = tf.data.Dataset.list_files(
+      file_pattern, shuffle=is_training and not shard_records, seed=seed)
+  if input_context and not shard_records:
     files = files.shard(input_context.num_input_pipelines,
                         input_context.input_pipeline_id)
 
@@ -45,9 +52,13 @@ def _tfrecord_records(file_pattern, is_training, seed, input_context,
     return records.enumerate().map(lambda i, record: (record, tf.strings.join(
         [path, tf.strings.as_string(i)], '#')))
 
-  return files.interleave(read, cycle_length=tf.data.AUTOTUNE,
-                          num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
+  records = files.interleave(read, cycle_length=tf.data.AUTOTUNE,
+                             num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=deterministic or shard_records)
+  if shard_records:
+    records = records.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+  return records
 
 
 def _records(source, file_pattern, data_dir, split, is_training, seed,

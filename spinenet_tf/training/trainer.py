@@ -12,6 +12,11 @@ replicas, all-reduces the gradients and clips them by global norm before the
 optimizer applies them. BatchNorm is synchronised across replicas with
 `use_sync_bn` in the model config. A non-finite loss stops the run before
 anything is saved, so the last checkpoint stays good.
+
+With trainer.checkpoint_input (default: on when trainer.deterministic) the
+replicas read `train_input.CheckpointableInput` instead, and every
+checkpoint holds the input position: a run killed and restarted ends with
+the weights of an uninterrupted one (tests/test_training_fault.py).
 """
 
 import json
@@ -22,11 +27,17 @@ import keras
 from absl import logging
 import tensorflow as tf
 
+from spinenet_tf.checkpoints import load_initial_weights, model_checkpoint
+from spinenet_tf.training.progress import Progress
+from spinenet_tf.training import train_input as train_input_lib
 from spinenet_tf.training.optimization import (build_optimizer,
                                                build_schedule, l2_penalty)
 
+EVAL_METRICS_FILE = 'eval_metrics.json'
+# float64 is a reference precision (CPU/GPU, slow): with it a step is exact
+# enough to compare strategies (tests/test_training_distributed.py).
 POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16',
-            'float16': 'mixed_float16'}
+            'float16': 'mixed_float16', 'float64': 'float64'}
 
 
 def _is_chief(strategy):
@@ -73,8 +84,8 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name='global_step')
     _loop_aggregates_gradients(self.optimizer)
-    self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.optimizer, step=self.step)
+    self.checkpoint = model_checkpoint(
+        self.model, optimizer=self.optimizer, step=self.step)
     write_dir = model_dir if self.is_chief else os.path.join(
         model_dir, '.worker_tmp', str(strategy.cluster_resolver.task_id))
     self.manager = tf.train.CheckpointManager(
@@ -121,7 +132,8 @@ class Trainer:
     if clipnorm:
       scale = getattr(optimizer, 'dynamic_scale', 1.0)
       grads, _ = tf.clip_by_global_norm(
-          grads, clipnorm * tf.cast(tf.convert_to_tensor(scale), tf.float32))
+          grads, clipnorm * tf.cast(tf.convert_to_tensor(scale),
+                                    grads[0].dtype))
     optimizer.apply(grads, variables)
     return tf.stack([tf.cast(losses[k], tf.float32)
                      for k in self.loss_names]) / num_replicas
@@ -152,34 +164,59 @@ class Trainer:
 
     return train_loop
 
+  def _checkpoint_input(self):
+    """trainer.checkpoint_input, by default on when deterministic (where
+    the strategy allows)."""
+    tc = self.config.trainer
+    if tc.checkpoint_input is not None:
+      return tc.checkpoint_input
+    if (tc.deterministic and
+        not train_input_lib.supports_checkpointed_input(self.strategy)):
+      logging.warning('trainer.deterministic: the input position is not '
+                      'checkpointed under %s; a resumed run restarts the '
+                      'input.', type(self.strategy).__name__)
+      return False
+    return tc.deterministic
+
   def restore(self, iterator=None):
-    """Restores the latest checkpoint in model_dir (and the input position
-    when checkpoint_input); returns the step."""
+    """Restores the latest checkpoint in model_dir, or on a fresh run loads
+    trainer.init_checkpoint; returns the step.
+    `iterator` (a tf.data iterator, with checkpoint_input) joins the
+    checkpoint: its position is restored, and saved from now on."""
+    if iterator is not None:
+      self.checkpoint.iterator = iterator
     latest = tf.train.latest_checkpoint(self.model_dir)
     if latest:
-      checkpoint = tf.train.Checkpoint(
-          model=self.model, optimizer=self.optimizer, step=self.step,
-          **({'iterator': iterator} if iterator is not None else {}))
-      checkpoint.read(latest).expect_partial()
-      logging.info('Restored %s at step %d.', latest, int(self.step))
-    return int(self.step)
+      # Into self.checkpoint, so that its save_counter goes on too.
+      self.checkpoint.read(latest).expect_partial()
+      logging.info('Restored %s at step %d.', latest, int(self.step.numpy()))
+      if iterator is not None and not train_input_lib.has_input_state(latest):
+        logging.warning('%s holds no input position: the input restarts '
+                        'from its first batch.', latest)
+    elif self.config.trainer.init_checkpoint:
+      tc = self.config.trainer
+      load_initial_weights(self.model, tc.init_checkpoint,
+                           tc.init_checkpoint_modules)
+      logging.info('Initialised %s weights from %s.',
+                   tc.init_checkpoint_modules, tc.init_checkpoint)
+    return int(self.step.numpy())
 
   def train(self, evaluate=False):
     """Trains to trainer.train_steps from the latest checkpoint; evaluates
     every eval_interval steps and at the end when `evaluate`."""
     tc = self.config.trainer
-    dataset = self.strategy.distribute_datasets_from_function(
-        self.task.train_dataset)
-    iterator = iter(dataset)
-    if tc.checkpoint_input:
-      self.checkpoint.iterator = iterator
-    step = self.restore(iterator if tc.checkpoint_input else None)
+    if self._checkpoint_input():
+      iterator = train_input_lib.CheckpointableInput(
+          self.strategy, self.task.train_dataset)
+      step = self.restore(iterator.iterator)
+    else:
+      iterator = iter(self.strategy.distribute_datasets_from_function(
+          self.task.train_dataset))
+      step = self.restore()
     train_loop = self._train_loop_fn()
     global_batch = self.config.train_data.global_batch_size
-    progbar = keras.utils.Progbar(
-        tc.train_steps, verbose=1 if self.is_chief else 0,
-        stateful_metrics=[*self.loss_names, 'images/s', 'learning_rate'])
-    progbar.update(step)
+    progress = Progress(tc.train_steps, step, tc.log_interval_seconds,
+                        enabled=self.is_chief)
     metrics = {}
     while step < tc.train_steps:
       num_steps = min(tc.steps_per_loop, tc.train_steps - step,
@@ -196,11 +233,11 @@ class Trainer:
             f'(mean losses {means}); stopped without saving. The last good '
             f'checkpoint is {self.manager.latest_checkpoint}.')
       seconds = time.perf_counter() - start
-      step = int(self.step)
+      step = int(self.step.numpy())
       values = {**means, 'images/s': num_steps * global_batch / seconds,
                 'learning_rate': float(self._learning_rate())}
       self._write_scalars('train', values, step)
-      progbar.update(step, list(values.items()))
+      progress.update(step, values)
       if step % tc.checkpoint_interval == 0 or step == tc.train_steps:
         self.manager.save(checkpoint_number=step)
       if evaluate and ((tc.eval_interval and step % tc.eval_interval == 0)
@@ -218,7 +255,7 @@ class Trainer:
     """Evaluates the current weights (their moving average with use_ema),
     writes eval summaries and keeps the best checkpoint."""
     tc = self.config.trainer
-    step = int(self.step)
+    step = int(self.step.numpy())
     variables = self.model.trainable_variables
     backup = None
     if self.config.optimizer.use_ema:
@@ -232,12 +269,20 @@ class Trainer:
       print(f'step {step} eval: ' + ', '.join(
           f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
       self._write_scalars('eval', metrics, step)
+      self._write_metrics_json(metrics, step)
       self._keep_best(metrics, step)
     finally:
       if backup is not None:
         for v, value in zip(variables, backup):
           v.assign(value)
     return metrics
+
+  def _write_metrics_json(self, metrics, step):
+    """The latest eval metrics, for scripts: <model_dir>/eval_metrics.json."""
+    if self.is_chief:
+      with tf.io.gfile.GFile(os.path.join(self.model_dir, EVAL_METRICS_FILE),
+                             'w') as f:
+        json.dump({'step': step, 'metrics': metrics}, f, indent=2)
 
   def _keep_best(self, metrics, step):
     tc = self.config.trainer
@@ -256,7 +301,7 @@ class Trainer:
       if not better:
         return
     manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=self.model, step=self.step), best_dir,
+        model_checkpoint(self.model, step=self.step), best_dir,
         max_to_keep=1)
     manager.save(checkpoint_number=step)
     with tf.io.gfile.GFile(info_path, 'w') as f:
@@ -268,9 +313,9 @@ class Trainer:
     metrics = {}
     for path in tf.train.checkpoints_iterator(self.model_dir,
                                               timeout=timeout):
-      tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                          step=self.step).read(path).expect_partial()
+      model_checkpoint(self.model, optimizer=self.optimizer,
+                       step=self.step).read(path).expect_partial()
       metrics = self.evaluate()
-      if int(self.step) >= self.config.trainer.train_steps:
+      if int(self.step.numpy()) >= self.config.trainer.train_steps:
         break
     return metrics

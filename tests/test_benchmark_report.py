@@ -1,0 +1,53 @@
+"""scripts/benchmark.py: the summary table's ratios point the right way, and
+a short real run writes the markdown and JSON reports."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(__file__), '..', 'scripts')
+sys.path.insert(0, SCRIPTS)
+benchmark = pytest.importorskip('benchmark')  # needs tf-models-official
+
+
+def test_summary_ratio_is_above_one_when_ours_is_better():
+  faster = benchmark._summary('latency', 'ms', 50.0, 100.0, 'lower')
+  more = benchmark._summary('training', 'images/s', 30.0, 20.0, 'higher')
+  same = benchmark._summary('params', 'params', 10.0, 10.0, 'equal')
+  assert (faster['ratio'], more['ratio'], same['ratio']) == (2.0, 1.5, 1.0)
+  table = benchmark.summary_table([faster, more, same])
+  assert '| latency | ms | 50.00 | 100.00 | 2.00 |' in table
+  assert '| params | params | 10 | 10 | 1.0000 |' in table
+
+
+def test_export_summary_compares_inference_with_batched_nms():
+  mg, batched = benchmark.bench_export.MG, benchmark.bench_export.MG_BATCHED
+  rows = [{'scope': 'network', 'name': mg, 'median_ms': 90.0},
+          {'scope': 'network', 'name': 'ours, folded float32',
+           'median_ms': 45.0},
+          {'scope': 'inference', 'name': mg, 'median_ms': 600.0},
+          {'scope': 'inference', 'name': batched, 'median_ms': 100.0},
+          {'scope': 'inference', 'name': 'ours, SavedModel float32',
+           'median_ms': 80.0}]
+  summary = benchmark.export_summary(rows)
+  assert [(r['model_garden'], r['ratio']) for r in summary] == [
+      (90.0, 2.0), (100.0, 1.25)]
+
+
+def test_short_run_writes_markdown_and_json(tmp_path):
+  md, js = tmp_path / 'bench.md', tmp_path / 'bench.json'
+  result = subprocess.run(
+      [sys.executable, os.path.join(SCRIPTS, 'benchmark.py'), '--quick',
+       '--sections=backbone', '--variants=mobile-49XS',
+       '--latency_variants=mobile-49XS', f'--output_md={md}',
+       f'--output_json={js}'],
+      capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(js.read_text())
+  assert report['environment']['tensorflow']
+  params = [r for r in report['summary'] if r['unit'] == 'params']
+  assert params and all(r['ratio'] == 1.0 for r in params)  # same network
+  assert '| SpineNet-mobile-49XS params at 384 | params |' in md.read_text()

@@ -1,0 +1,73 @@
+"""The shipped TFDS configs train and evaluate through scripts/train.py's
+code (tests/tfds_mock_train.py: TFDS mocked with tfds.testing.mock_data, no
+data, no network): RetinaNet-SpineNet-49S on coco/2017 and the SpineNet-49
+classifier on i_naturalist2017, each as shipped (backbone, data pipeline,
+augmentation, bfloat16, synchronized BN) but at 128x128, batch 2, for 2
+training steps and one evaluation batch. Losses are finite and the eval
+metrics (COCO AP / AR, top-1 / top-5) are there."""
+import glob
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+import yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+SMALL = ('model.input_size=128,train_data.global_batch_size=2,'
+         'eval_data.global_batch_size=2,trainer.train_steps=2,'
+         'trainer.eval_steps=1')
+COCO_METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax1',
+                'ARmax10', 'ARmax100', 'ARs', 'ARm', 'ARl')
+
+
+def scalars(log_dir):
+  """{tag: [values]} of the summaries written under log_dir."""
+  values = {}
+  for path in glob.glob(os.path.join(log_dir, 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        values.setdefault(value.tag, []).append(
+            float(tf.make_ndarray(value.tensor)))
+  return values
+
+
+@pytest.mark.parametrize('experiment, source, loss_names, metrics', [
+    ('retinanet_spinenet49s_coco', 'tfds',
+     ('total_loss', 'class_loss', 'box_loss', 'l2_loss', 'loss'),
+     COCO_METRICS),
+    ('classification_spinenet49_inaturalist2017', 'i_naturalist2017',
+     ('total_loss', 'l2_loss', 'loss'),
+     ('top_1_accuracy', 'top_5_accuracy')),
+])
+def test_shipped_tfds_config_trains_and_evaluates_on_mock_data(
+    tmp_path, experiment, source, loss_names, metrics):
+  model_dir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'tfds_mock_train.py'),
+       f'--experiment={experiment}', f'--model_dir={model_dir}',
+       f'--data_dir={tmp_path / "no_tfds_data"}', '--mode=train_and_eval',
+       f'--params_override={SMALL}'],
+      capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  with open(model_dir / 'params.yaml') as f:
+    params = yaml.safe_load(f)
+  assert params['train_data']['source'] == source
+  assert params['eval_data']['source'] == source
+  assert params['trainer']['mixed_precision'] == 'bfloat16'
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-2')
+
+  train = scalars(str(model_dir / 'train'))
+  for name in loss_names:
+    assert train.get(name), (name, sorted(train))
+    assert all(math.isfinite(v) for v in train[name]), (name, train[name])
+  evaluation = scalars(str(model_dir / 'eval'))
+  assert sorted(evaluation) == sorted(metrics)
+  for name in metrics:
+    (value,) = evaluation[name]
+    assert -1.0 <= value <= 1.0, (name, value)  # COCO's -1: no such boxes
+  assert 'step 2 eval: ' in result.stdout
