@@ -30,8 +30,10 @@ flags.DEFINE_enum('strategy', 'one_device', strategy_lib.STRATEGIES,
                   'tf.distribute strategy.')
 flags.DEFINE_string('tpu', None, 'TPU name or address (--strategy=tpu).')
 flags.DEFINE_integer('num_gpus', 0, 'GPUs for --strategy=mirrored (0: all).')
-flags.DEFINE_enum('mixed_precision', None, ['float32', 'bfloat16', 'float16'],
-                  'Overrides trainer.mixed_precision.')
+flags.DEFINE_enum('mixed_precision', None,
+                  ['float32', 'bfloat16', 'float16', 'float64'],
+                  'Overrides trainer.mixed_precision (float64: a slow '
+                  'reference precision for numerics checks).')
 flags.DEFINE_string('data_dir', None, 'Data directory (TFDS, synthetic).')
 flags.DEFINE_float('eval_timeout', None, 'continuous_eval: seconds to wait '
                    'for a new checkpoint before stopping.')
