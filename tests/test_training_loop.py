@@ -51,6 +51,10 @@ def test_train_script_checkpoints_and_resumes(tmp_path):
   assert tf.train.latest_checkpoint(str(model_dir)).endswith('ckpt-6')
   assert 'step 6 eval: AP ' in second.stdout
   assert (model_dir / 'best' / 'best.json').exists()
+  tags = {value.tag for path in tf.io.gfile.glob(str(model_dir / 'eval' / '*'))
+          for event in tf.compat.v1.train.summary_iterator(path)
+          for value in event.summary.value}
+  assert {'AP', 'predictions'} <= tags  # metrics and pictures with boxes
   with open(model_dir / EVAL_METRICS_FILE) as f:
     evaluation = json.load(f)
   assert evaluation['step'] == 6 and 'AP50' in evaluation['metrics']

@@ -9,13 +9,15 @@ the loop divides by the number of replicas) and `evaluate(model, dataset, steps)
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from spinenet_tf.data import synthetic_shapes
+from spinenet_tf.data import image_ops, synthetic_shapes
 from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import build_detection_dataset
 from spinenet_tf.detection.evaluate import evaluate_detector
 from spinenet_tf.export.model_config import build_model_from_config
+from spinenet_tf.viz.boxes import draw_detections
 
 
 def _input_size(model):
@@ -86,6 +88,18 @@ class DetectionTask(Task):
     if steps:
       dataset = dataset.take(steps)
     return evaluate_detector(model, dataset)
+
+  def summary_images(self, model, num_images):
+    """uint8 [N, H, W, 3]: the first eval images with their detections
+    (score >= 0.3), for TensorBoard."""
+    images, _ = next(iter(self.eval_dataset().unbatch().batch(num_images)))
+    detections = {k: v.numpy() for k, v in model.detect(images).items()}
+    pixels = np.clip(images.numpy() * image_ops.STDDEV_RGB
+                     + image_ops.MEAN_RGB, 0, 255).astype(np.uint8)
+    return np.stack([
+        draw_detections(pixels[i], detections['boxes'][i],
+                        detections['classes'][i], detections['scores'][i])
+        for i in range(len(pixels))])
 
 
 class ClassificationTask(Task):

@@ -269,6 +269,7 @@ class Trainer:
       print(f'step {step} eval: ' + ', '.join(
           f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
       self._write_scalars('eval', metrics, step)
+      self._write_summary_images(step)
       self._write_metrics_json(metrics, step)
       self._keep_best(metrics, step)
     finally:
@@ -276,6 +277,16 @@ class Trainer:
         for v, value in zip(variables, backup):
           v.assign(value)
     return metrics
+
+  def _write_summary_images(self, step):
+    """trainer.num_summary_images eval images with predictions (detection)."""
+    count = self.config.trainer.num_summary_images
+    if not (self.is_chief and count and
+            hasattr(self.task, 'summary_images')):
+      return
+    images = self.task.summary_images(self.model, count)
+    with self._writer('eval').as_default(step=step):
+      tf.summary.image('predictions', images, max_outputs=count)
 
   def _write_metrics_json(self, metrics, step):
     """The latest eval metrics, for scripts: <model_dir>/eval_metrics.json."""
