@@ -23,27 +23,34 @@ COCO_METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax1',
                 'ARmax10', 'ARmax100', 'ARs', 'ARm', 'ARl')
 
 
-def scalars(log_dir):
-  """{tag: [values]} of the summaries written under log_dir."""
+def summaries(log_dir):
+  """{tag: [numpy values]} of the summaries written under log_dir."""
   values = {}
   for path in glob.glob(os.path.join(log_dir, 'events.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        values.setdefault(value.tag, []).append(
-            float(tf.make_ndarray(value.tensor)))
+        values.setdefault(value.tag, []).append(tf.make_ndarray(value.tensor))
   return values
 
 
-@pytest.mark.parametrize('experiment, source, loss_names, metrics', [
-    ('retinanet_spinenet49s_coco', 'tfds',
-     ('total_loss', 'class_loss', 'box_loss', 'l2_loss', 'loss'),
-     COCO_METRICS),
-    ('classification_spinenet49_inaturalist2017', 'i_naturalist2017',
-     ('total_loss', 'l2_loss', 'loss'),
-     ('top_1_accuracy', 'top_5_accuracy')),
-])
+def scalars(log_dir):
+  """{tag: [floats]} of the scalar summaries written under log_dir."""
+  return {tag: [float(v) for v in values]
+          for tag, values in summaries(log_dir).items()
+          if all(v.ndim == 0 for v in values)}
+
+
+@pytest.mark.parametrize(
+    'experiment, source, loss_names, metrics, picture_tags', [
+        ('retinanet_spinenet49s_coco', 'tfds',
+         ('total_loss', 'class_loss', 'box_loss', 'l2_loss', 'loss'),
+         COCO_METRICS, ['predictions']),
+        ('classification_spinenet49_inaturalist2017', 'i_naturalist2017',
+         ('total_loss', 'l2_loss', 'loss'),
+         ('top_1_accuracy', 'top_5_accuracy'), []),
+    ])
 def test_shipped_tfds_config_trains_and_evaluates_on_mock_data(
-    tmp_path, experiment, source, loss_names, metrics):
+    tmp_path, experiment, source, loss_names, metrics, picture_tags):
   model_dir = tmp_path / 'run'
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'tests', 'tfds_mock_train.py'),
@@ -67,6 +74,8 @@ def test_shipped_tfds_config_trains_and_evaluates_on_mock_data(
     assert all(math.isfinite(v) for v in train[name]), (name, train[name])
   evaluation = scalars(str(model_dir / 'eval'))
   assert sorted(evaluation) == sorted(metrics)
+  pictures = sorted(set(summaries(str(model_dir / 'eval'))) - set(evaluation))
+  assert pictures == picture_tags
   for name in metrics:
     (value,) = evaluation[name]
     assert -1.0 <= value <= 1.0, (name, value)  # COCO's -1: no such boxes
