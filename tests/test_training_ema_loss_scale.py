@@ -1,0 +1,117 @@
+"""The loop's EMA evaluation and float16 loss scaling, on a tiny classifier.
+
+- optimizer.use_ema: `Trainer.evaluate` scores the exponential moving
+  average of the weights (Keras's rule: the first step copies the weights,
+  then avg = m * avg + (1 - m) * w), and the trained weights are back in
+  place afterwards.
+- trainer.mixed_precision=float16: the optimizer scales the loss; a step
+  whose scaled gradients overflow is skipped (weights unchanged, the
+  optimizer's iterations too) and the scale is halved; a step that fits
+  updates the weights and keeps the scale.
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spinenet_tf.training import config as config_lib
+from spinenet_tf.training import strategy as strategy_lib
+from spinenet_tf.training.tasks import ClassificationTask
+from spinenet_tf.training.trainer import Trainer
+
+BATCH, SIZE, NUM_CLASSES = 4, 128, 3
+
+
+class RandomImages(ClassificationTask):
+  """A fixed batch of random images and labels; `evaluate` records the
+  weights it is called with instead of computing metrics."""
+
+  def train_dataset(self, input_context=None):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(BATCH, SIZE, SIZE, 3)).astype('float32')
+    labels = rng.integers(0, NUM_CLASSES, BATCH).astype('int32')
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+  def eval_dataset(self):
+    return None
+
+  def evaluate(self, model, dataset, steps=0):
+    self.evaluated_weights = [v.numpy() for v in model.trainable_variables]
+    return {'top_1_accuracy': 0.0}
+
+
+@pytest.fixture
+def make_trainer(tmp_path):
+  """Builds a Trainer; restores Keras's float32 policy afterwards."""
+  def make(precision='float32', **optimizer):
+    config = config_lib.config_from_dict({
+        'task': 'classification',
+        'model': {'backbone': 'mobile-49XS', 'input_size': SIZE,
+                  'num_classes': NUM_CLASSES},
+        'train_data': {'global_batch_size': BATCH},
+        'optimizer': {'type': 'sgd', 'momentum': 0.0, **optimizer},
+        'schedule': {'learning_rate': 0.5},
+        'trainer': {'train_steps': 10, 'steps_per_loop': 1, 'seed': 0,
+                    'mixed_precision': precision, 'best_metric': None}})
+    strategy = strategy_lib.build_strategy('one_device')
+    trainer = Trainer(config, RandomImages(config), strategy,
+                      str(tmp_path / 'run'))
+    iterator = iter(strategy.distribute_datasets_from_function(
+        trainer.task.train_dataset))
+    loop = trainer._train_loop_fn()  # pylint: disable=protected-access
+
+    def step():
+      means, finite = loop(iterator, tf.constant(1))
+      assert bool(finite), means
+      return [v.numpy() for v in trainer.model.trainable_variables]
+    return trainer, step
+  yield make
+  keras.mixed_precision.set_global_policy('float32')
+
+
+def test_evaluate_uses_the_moving_average_then_restores(make_trainer):
+  momentum = 0.5
+  trainer, step = make_trainer(use_ema=True, ema_momentum=momentum)
+  weights = [step() for _ in range(3)]
+  expected = weights[0]
+  for w in weights[1:]:
+    expected = [momentum * a + (1 - momentum) * b for a, b in zip(expected, w)]
+
+  trainer.evaluate()
+
+  evaluated = trainer.task.evaluated_weights
+  moved = 0
+  for got, want, last in zip(evaluated, expected, weights[-1]):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    moved += not np.allclose(want, last)
+  assert moved > 0  # the average is not the last weights
+  for v, last in zip(trainer.model.trainable_variables, weights[-1]):
+    np.testing.assert_array_equal(v.numpy(), last)
+
+
+def _unchanged(weights, others):
+  return all(np.array_equal(a, b) for a, b in zip(weights, others))
+
+
+def test_float16_skips_overflowing_steps_and_halves_the_scale(make_trainer):
+  trainer, step = make_trainer('float16')
+  optimizer = trainer.optimizer
+  assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+  assert trainer.model.layers[-1].compute_dtype == 'float16'
+  weights = [v.numpy() for v in trainer.model.trainable_variables]
+  # At 128x128 the level-7 BatchNorm normalises 4 values (1x1 maps), so
+  # the random-init gradients are large: the first steps overflow float16
+  # at the initial scale 2**15 and are skipped until the scale fits.
+  for _ in range(20):
+    scale = float(optimizer.dynamic_scale.numpy())
+    after = step()
+    if not _unchanged(after, weights):
+      break
+    assert float(optimizer.dynamic_scale.numpy()) == scale / 2
+  assert not _unchanged(after, weights), 'no step was applied'
+  assert float(optimizer.dynamic_scale.numpy()) == scale
+  assert int(optimizer.iterations.numpy()) == 1  # skipped steps do not count
+
+  optimizer.dynamic_scale.assign(1e30)  # every float16 gradient overflows
+  assert _unchanged(step(), after)
+  assert float(optimizer.dynamic_scale.numpy()) == pytest.approx(5e29)
