@@ -1,20 +1,28 @@
 """What every benchmark script shares: the environment record and writing
 the markdown and JSON reports."""
+import importlib.metadata
 import json
 import os
 import platform
 import time
 
-import keras
-import tensorflow as tf
-import tf_keras
+PACKAGES = ('tensorflow', 'keras', 'tf_keras', 'jax', 'jaxlib')
+
+
+def _version(package):
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
 
 
 def environment():
-  return {'tensorflow': tf.__version__, 'keras': keras.__version__,
-          'tf_keras': tf_keras.__version__, 'python': platform.python_version(),
-          'machine': platform.machine(), 'cpu_count': os.cpu_count(),
-          'date': time.strftime('%Y-%m-%d')}
+  """Package versions (without importing them: the JAX benchmark runs where
+  TensorFlow is not installed), Python, machine, date."""
+  return {**{p: _version(p) for p in PACKAGES},
+          'keras_backend': os.environ.get('KERAS_BACKEND', 'tensorflow'),
+          'python': platform.python_version(), 'machine': platform.machine(),
+          'cpu_count': os.cpu_count(), 'date': time.strftime('%Y-%m-%d')}
 
 
 def write_report(markdown, results, output_md=None, output_json=None):
