@@ -14,20 +14,12 @@ of the model's state, compiled with `jax.jit`.
 `jax` is imported when a step is made, so this module imports anywhere.
 """
 
-import keras
 from keras import ops
 
 
 def detection_loss(model, outputs, labels):
   """RetinaNet losses of `outputs` for labels {'boxes', 'classes'}."""
   return model.detection_losses(outputs, labels['boxes'], labels['classes'])
-
-
-def classification_loss(model, outputs, labels):
-  """Mean cross-entropy of logits for integer labels [B]."""
-  del model
-  return {'total_loss': ops.mean(keras.losses.sparse_categorical_crossentropy(
-      labels, outputs, from_logits=True))}
 
 
 def initial_state(model, optimizer):
@@ -62,6 +54,9 @@ def forward(model):
 
 def train_step(model, optimizer, loss_fn, l2_weight_decay=0.0):
   """jit(fn(state, images, labels)) -> (new state, losses).
+
+  loss_fn(model, outputs, labels) -> dict with 'total_loss' (the tasks'
+  signature; `detection_loss` for a RetinaNet).
 
   losses: what `loss_fn(model, float32 outputs, labels)` returns, plus
   l2_loss (l2_weight_decay * sum(w**2) / 2 over kernels, BN parameters and
