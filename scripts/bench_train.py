@@ -147,7 +147,7 @@ def _repeated(element):
 
 
 def build_ours(strategy, model_id, image_size, batch_size, num_classes,
-               images, boxes, classes, model_dir):
+               images, boxes, classes, model_dir, precision='float32'):
   """Our `Trainer` and its train loop function (one step per call)."""
   # pylint: disable=import-outside-toplevel
   import tensorflow as tf
@@ -181,7 +181,7 @@ def build_ours(strategy, model_id, image_size, batch_size, num_classes,
                     'l2_weight_decay': L2_WEIGHT_DECAY},
       'schedule': {'type': 'constant', 'learning_rate': LEARNING_RATE},
       'trainer': {'train_steps': 1_000_000, 'steps_per_loop': 1, 'seed': 0,
-                  'mixed_precision': 'float32'}})
+                  'mixed_precision': precision}})
   trainer = Trainer(config, FixedBatchTask(config), strategy, model_dir)
   iterator = iter(strategy.distribute_datasets_from_function(
       trainer.task.train_dataset))
@@ -191,7 +191,8 @@ def build_ours(strategy, model_id, image_size, batch_size, num_classes,
       lambda: train_loop.get_concrete_function(iterator, one))
 
 
-def model_garden_config(model_id, image_size, batch_size, num_classes):
+def model_garden_config(model_id, image_size, batch_size, num_classes,
+                        precision='float32'):
   """`retinanet_spinenet_coco` with our benchmark's settings."""
   # pylint: disable=import-outside-toplevel
   from official.core import exp_factory
@@ -225,7 +226,7 @@ def model_garden_config(model_id, image_size, batch_size, num_classes):
   task.train_data.global_batch_size = batch_size
   task.train_data.parser.match_threshold = MATCH_THRESHOLD
   task.train_data.parser.unmatched_threshold = UNMATCHED_THRESHOLD
-  config.runtime.mixed_precision_dtype = 'float32'
+  config.runtime.mixed_precision_dtype = precision
   config.trainer.optimizer_config = optimization.OptimizationConfig({
       'optimizer': {'type': 'sgd', 'sgd': {'momentum': MOMENTUM}},
       'learning_rate': {'type': 'constant',
@@ -234,13 +235,18 @@ def model_garden_config(model_id, image_size, batch_size, num_classes):
 
 
 def build_model_garden(strategy, model_id, image_size, batch_size,
-                       num_classes, images, boxes, classes):
+                       num_classes, images, boxes, classes,
+                       precision='float32'):
   """Model Garden's task, model, optimizer, metrics and its train step
-  function (one step per call, from a distributed iterator)."""
+  function (one step per call, from a distributed iterator). The precision
+  policy is set as its trainer (`train_lib`) sets it."""
   # pylint: disable=import-outside-toplevel
   import tensorflow as tf
+  from official.modeling import performance
   from official.vision.tasks.retinanet import RetinaNetTask
-  config = model_garden_config(model_id, image_size, batch_size, num_classes)
+  config = model_garden_config(model_id, image_size, batch_size, num_classes,
+                               precision)
+  performance.set_mixed_precision_policy(precision)
   task = RetinaNetTask(config.task)
   parser = config.task.train_data.parser
   anchor = config.task.model.anchor
@@ -289,7 +295,8 @@ def _count_params(variables):
 
 
 def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
-            model_id='49', num_classes=91, breakdown=False):
+            model_id='49', num_classes=91, breakdown=False,
+            precision='float32'):
   """One row per setting: {name, ours, model_garden (images/s), unit,
   ratio (ours / Model Garden), notes} plus seconds_per_step, min_s, max_s,
   trace_s, first_call_s, cpu_seconds_per_step, trainable_params, last_loss
@@ -312,10 +319,10 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
   with tempfile.TemporaryDirectory() as model_dir:
     ours, ours_step, ours_trace = build_ours(
         strategy, model_id, image_size, batch_size, num_classes, images,
-        boxes, classes, model_dir)
+        boxes, classes, model_dir, precision)
     mg, mg_step, mg_trace = build_model_garden(
         strategy, model_id, image_size, batch_size, num_classes, images,
-        boxes, classes)
+        boxes, classes, precision)
     compiled = {'ours': _warm_up('ours', ours_step, ours_trace, warmup),
                 MG: _warm_up(MG, mg_step, mg_trace, warmup)}
     times = {'ours': [], MG: []}
@@ -345,13 +352,13 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
 
   median = {k: statistics.median(v) for k, v in times.items()}
   row = {
-      'name': f'RetinaNet-SpineNet-{model_id} training step, '
+      'name': f'RetinaNet-SpineNet-{model_id} training step, {precision}, '
               f'{image_size}x{image_size}, batch {batch_size}',
       'ours': batch_size / median['ours'],
       'model_garden': batch_size / median[MG],
       'unit': 'images/s',
       'ratio': median[MG] / median['ours'],
-      'notes': f'float32, one CPU device ({device}); global batch / median '
+      'notes': f'{precision}, one CPU device ({device}); global batch / median '
                f'step time over {steps} steps after {warmup} warm-up, one '
                'step per host call, ours and Model Garden alternating; ratio '
                'ours / MG (> 1: ours faster). Ours assigns anchors in the '
@@ -367,7 +374,7 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
       'last_loss': pair(losses),
       'model_id': model_id, 'image_size': image_size,
       'batch_size': batch_size, 'steps': steps, 'warmup': warmup,
-      'num_classes': num_classes,
+      'num_classes': num_classes, 'precision': precision,
   }
   if parts is not None:
     row['parts'] = parts
@@ -431,7 +438,7 @@ def table(rows):
   """Markdown: per row, images/s and the timings behind them."""
   lines = [
       'Training step of RetinaNet-SpineNet (ours: `Trainer` train loop; '
-      'Model Garden: `RetinaNetTask.train_step`), float32, one CPU device, '
+      'Model Garden: `RetinaNetTask.train_step`), one CPU device, '
       f'{os.cpu_count()} CPU cores. Ratio: ours / Model Garden for images/s '
       'and parameters, Model Garden / ours for seconds; above 1 is better '
       'for us (parameters: 1 = same model).',
@@ -480,11 +487,15 @@ def main():
   parser.add_argument('--breakdown', action='store_true',
                       help='also time forward, forward + loss and forward '
                       '+ loss + gradient of each model')
+  parser.add_argument('--precision', choices=('float32', 'bfloat16'),
+                      default='float32',
+                      help='both sides: float32 or mixed bfloat16')
   parser.add_argument('--output', help='write the rows as JSON here')
   parser.add_argument('--output_md', help='write the markdown table here')
   args = parser.parse_args()
   rows = measure(args.image_size, args.batch_size, args.steps, args.warmup,
-                 args.quick, args.model_id, args.num_classes, args.breakdown)
+                 args.quick, args.model_id, args.num_classes, args.breakdown,
+                 args.precision)
   from bench_common import write_report  # pylint: disable=import-outside-toplevel
   write_report(table(rows) + '\n', {'rows': rows}, args.output_md,
                args.output)

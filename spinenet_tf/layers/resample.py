@@ -33,6 +33,11 @@ class _ResampleBase(CheckpointListsMixin, NormConfigMixin,
   def _pipeline(self):
     raise NotImplementedError
 
+  def _project_then_upsample(self):
+    """The final 1x1 conv + BN, then (going up) the nearest upsampling,
+    which commutes with both."""
+    return [self.project] + ([self.upsample] if self.upsample else [])
+
   def build(self, input_shape):
     shape = input_shape
     for layer in self._pipeline():
@@ -65,6 +70,11 @@ class Resample(_ResampleBase):
   3x3/2 conv + BN + act then k-1 3x3/2 max-pools; to go up, nearest
   neighbour upsampling; finally a 1x1 conv + BN to `target_filters`.
 
+  Going up, the final 1x1 conv + BN runs before the upsampling, at the
+  parent's resolution: nearest upsampling repeats every pixel equally
+  often, so the conv, the BN batch moments and the gradients are those of
+  the published order, for 1/4**k of the work.
+
   Args:
     level_change: target level minus parent level.
     parent_filters: the parent's inner width (its channels / 4 for a
@@ -93,8 +103,7 @@ class Resample(_ResampleBase):
 
   def _pipeline(self):
     middle = [self.downsample] if self.downsample else []
-    middle += self.pools + ([self.upsample] if self.upsample else [])
-    return [self.reduce] + middle + [self.project]
+    return [self.reduce] + middle + self.pools + self._project_then_upsample()
 
   def get_config(self):
     return {**super().get_config(), 'parent_filters': self.parent_filters,
@@ -104,7 +113,8 @@ class Resample(_ResampleBase):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MobileResample(_ResampleBase):
   """SpineNet-Mobile resampling: a 3x3/2 depthwise conv + BN + act per level
-  down, or nearest upsampling up, then a 1x1 conv + BN to `target_filters`."""
+  down, or nearest upsampling up, then a 1x1 conv + BN to `target_filters`
+  (run before the upsampling, as in `Resample`)."""
 
   def __init__(self, level_change, target_filters, **kwargs):
     super().__init__(level_change, target_filters, **kwargs)
@@ -114,5 +124,4 @@ class MobileResample(_ResampleBase):
     self.project = self._unit(self.target_filters, 1, 'project')
 
   def _pipeline(self):
-    return self.downsample + ([self.upsample] if self.upsample else []) + [
-        self.project]
+    return self.downsample + self._project_then_upsample()

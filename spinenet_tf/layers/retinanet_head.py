@@ -10,8 +10,8 @@ import math
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
-                                       check_activation)
+from spinenet_tf.layers.common import (PACKAGE, BatchNorm,
+                                       CheckpointListsMixin, check_activation)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -66,7 +66,7 @@ class RetinaNetHead(CheckpointListsMixin, keras.layers.Layer):
   def _subnet(self, prefix, outputs, output_bias):
     convs = [self._conv(self.num_filters, 0.01, 0.0, f'{prefix}_conv{i}')
              for i in range(self.num_convs)]
-    norms = {level: [keras.layers.BatchNormalization(
+    norms = {level: [BatchNorm(
         momentum=self.norm_momentum, epsilon=self.norm_epsilon,
         synchronized=self.use_sync_bn, name=f'{prefix}_norm{i}_level{level}',
         dtype=self.dtype_policy) for i in range(self.num_convs)]
