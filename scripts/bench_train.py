@@ -39,6 +39,7 @@ work shares the cores), and the trace and first-call times.
   python scripts/bench_train.py                       # 256x256, batch 4
   python scripts/bench_train.py --quick               # 128x128, 3 steps
   python scripts/bench_train.py --breakdown           # + forward/loss/grad
+  python scripts/bench_train.py --profile_ops         # + op time by type
   python scripts/bench_train.py --output train.json
 """
 import argparse
@@ -296,13 +297,15 @@ def _count_params(variables):
 
 def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
             model_id='49', num_classes=91, breakdown=False,
-            precision='float32'):
+            precision='float32', profile_ops=False):
   """One row per setting: {name, ours, model_garden (images/s), unit,
   ratio (ours / Model Garden), notes} plus seconds_per_step, min_s, max_s,
   trace_s, first_call_s, cpu_seconds_per_step, trainable_params, last_loss
   (total loss with L2 of the last timed step; {ours, model_garden} each) and
   the settings; with `breakdown`, `parts` (seconds of forward, + loss,
-  + gradient). `quick`: 128x128 and at most 3 steps after 1 warm-up."""
+  + gradient); with `profile_ops`, `op_seconds` (thread seconds per step by
+  TF op type, from a profiler trace of 2 steps). `quick`: 128x128 and at
+  most 3 steps after 1 warm-up."""
   # pylint: disable=import-outside-toplevel
   import keras
   from spinenet_tf.training.strategy import build_strategy
@@ -337,6 +340,8 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
                 f'{MG} {times[MG][-1]:.2f} s')
     parts = _breakdown(ours, mg, images, boxes, classes, steps) if (
         breakdown) else None
+    op_seconds = {'ours': _op_seconds(ours_step),
+                  'model_garden': _op_seconds(mg_step)} if profile_ops else None
     (means, finite), mg_loss = results['ours'], results[MG]
     losses = {'ours': float(means[ours.loss_names.index('loss')]),
               MG: float(mg_loss)}
@@ -378,7 +383,41 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
   }
   if parts is not None:
     row['parts'] = parts
+  if op_seconds is not None:
+    row['op_seconds'] = op_seconds
   return [row]
+
+
+def _op_seconds(step, num_steps=2):
+  """{TF op type: thread seconds per step} of a profiler trace of `step`."""
+  # pylint: disable=import-outside-toplevel
+  import collections
+  import glob
+  import tensorflow as tf
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    for _ in range(num_steps):
+      _sync(step())
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    (path,) = glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
+                        recursive=True)
+    with open(path, 'rb') as f:
+      space.ParseFromString(f.read())
+  seconds = collections.Counter()
+  for plane in space.planes:
+    if not plane.name.startswith('/host:CPU'):
+      continue
+    for line in plane.lines:
+      for event in line.events:
+        name = plane.event_metadata[event.metadata_id].name
+        op_name, _, op_type = name.rpartition(':')
+        # 'op_name:OpType' events are TF ops ('Scope::Event' and whole
+        # functions ('...: __inference_...') are not).
+        if op_name and not op_name.endswith(':') and op_type.isidentifier():
+          seconds[op_type] += event.duration_ps / 1e12
+  return {k: v / num_steps for k, v in seconds.most_common()}
 
 
 def _breakdown(ours, mg, images, boxes, classes, steps):
@@ -462,6 +501,11 @@ def table(rows):
     for measure, v in timings:
       line(measure, v['ours'], v['model_garden'],
            v['model_garden'] / v['ours'])
+    ops = r.get('op_seconds', {})
+    for op_type in list(ops.get('ours', {}))[:20]:
+      line(f'profile: {op_type} thread s', ops['ours'][op_type],
+           ops['model_garden'].get(op_type, 0.0),
+           ops['model_garden'].get(op_type, 0.0) / ops['ours'][op_type])
     p = r['trainable_params']
     line('trainable parameters', p['ours'], p['model_garden'],
          p['ours'] / p['model_garden'], ',')
@@ -490,12 +534,15 @@ def main():
   parser.add_argument('--precision', choices=('float32', 'bfloat16'),
                       default='float32',
                       help='both sides: float32 or mixed bfloat16')
+  parser.add_argument('--profile_ops', action='store_true',
+                      help='also trace 2 steps of each with the TF profiler '
+                      'and report thread seconds per step by op type')
   parser.add_argument('--output', help='write the rows as JSON here')
   parser.add_argument('--output_md', help='write the markdown table here')
   args = parser.parse_args()
   rows = measure(args.image_size, args.batch_size, args.steps, args.warmup,
                  args.quick, args.model_id, args.num_classes, args.breakdown,
-                 args.precision)
+                 args.precision, args.profile_ops)
   from bench_common import write_report  # pylint: disable=import-outside-toplevel
   write_report(table(rows) + '\n', {'rows': rows}, args.output_md,
                args.output)

@@ -218,11 +218,13 @@ def _summary(measurement, unit, ours, model_garden, better):
 def backbone_summary(counts, latency):
   rows = []
   for r in counts:
-    for key, unit in (('params', 'params'), ('conv_flops', 'conv GFLOPs')):
+    # Parameters must be equal; fewer conv FLOPs (same function) is better.
+    for key, unit, better in (('params', 'params', 'equal'),
+                              ('conv_flops', 'conv GFLOPs', 'lower')):
       scale = 1 if key == 'params' else 1e-9
       rows.append(_summary(f"SpineNet-{r['variant']} {key.replace('_', ' ')} "
                            f"at {r['input']}", unit, r['ours'][key] * scale,
-                           r['reference'][key] * scale, 'equal'))
+                           r['reference'][key] * scale, better))
   for r in latency:
     rows.append(_summary(
         f"SpineNet-{r['variant']} backbone latency, {r['input']}, batch 1, "

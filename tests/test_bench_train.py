@@ -1,6 +1,6 @@
 """scripts/bench_train.py runs both training steps and reports sane rows
 (tiny setting: SpineNet-49S at 128x128, batch 2, one warm-up and one timed
-step; no timing assertions)."""
+step, a profiler trace; no timing assertions)."""
 import math
 import os
 import sys
@@ -16,7 +16,7 @@ KEYS = {'name', 'ours', 'model_garden', 'unit', 'ratio', 'notes',
 
 def test_measure_rows():
   rows = bench_train.measure(image_size=128, batch_size=2, steps=1, warmup=1,
-                             model_id='49S')
+                             model_id='49S', profile_ops=True)
   assert len(rows) == 1
   row = rows[0]
   assert KEYS <= set(row)
@@ -29,4 +29,9 @@ def test_measure_rows():
   # The same architecture on both sides.
   params = row['trainable_params']
   assert params['ours'] == params['model_garden']
+  # Both run the same convolution ops (the profile's op types).
+  ops = row['op_seconds']
+  assert 'Conv2D' in ''.join(ops['ours']) and 'Conv2D' in ''.join(
+      ops['model_garden'])
+  assert all(v >= 0 for side in ops.values() for v in side.values())
   assert bench_train.table(rows).count('\n| ') >= 5
