@@ -9,8 +9,10 @@
 #   5. runs the export on the sample pictures (scripts/predict.py),
 #   6. draws the SpineNet-49 architecture picture,
 # and prints a summary. Everything goes under outputs/quickstart/ (or $OUT).
-# About 4 minutes on 2 CPU cores after the install (AP50 0.76 on the 32
-# validation images, measured 2026-11-22); QUICKSTART_STEPS sets the steps.
+# About 5 minutes on 2 CPU cores after the install, 6 from a fresh clone
+# (2026-12-01: AP50 0.40 on the 32 validation images; the same script on the
+# code before the fused BatchNorm gave 0.75: this small run's AP varies
+# from run to run, see WORKSPACE.md); QUICKSTART_STEPS sets the steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-outputs/quickstart}"
