@@ -16,8 +16,8 @@ peak, and reports each row as a fraction of it.
 
 Rows: backbone forward (inference), RetinaNet forward (inference, raw
 outputs, no NMS), RetinaNet training step (forward, target assignment,
-focal + Huber loss, L2, gradient, SGD momentum update). Synthetic inputs:
-images ~ N(0, 1), NUM_OBJECTS random boxes per image.
+focal + Huber loss, L2, gradient, SGD momentum update). Inputs: bench_train's
+synthetic batch (images ~ N(0, 1), 8 random boxes per image).
 """
 import argparse
 import math
@@ -30,32 +30,14 @@ os.environ.setdefault('KERAS_BACKEND', 'jax')
 
 import jax  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from bench_common import write_report  # noqa: E402  (scripts/ on sys.path)
+from bench_train import synthetic_batch  # noqa: E402  (numpy only)
 import spinenet_tf  # noqa: E402
 from spinenet_tf.training import jax_step  # noqa: E402
 
-NUM_OBJECTS, MAX_NUM_INSTANCES, NUM_CLASSES = 8, 100, 91
+NUM_CLASSES = 91
 POLICIES = {'float32': 'float32', 'bfloat16': 'mixed_bfloat16'}
-
-
-def synthetic_inputs(batch_size, image_size, seed=0):
-  """Images [B, S, S, 3] and labels {'boxes' [B, M, 4] pixels, 'classes'
-  [B, M], -1 padding}."""
-  rng = np.random.default_rng(seed)
-  images = rng.normal(size=(batch_size, image_size, image_size, 3)).astype(
-      'float32')
-  sides = rng.uniform(image_size / 16, image_size / 2,
-                      (batch_size, NUM_OBJECTS, 2))
-  corners = rng.uniform(0, 1, (batch_size, NUM_OBJECTS, 2)) * (
-      image_size - sides)
-  boxes = np.zeros((batch_size, MAX_NUM_INSTANCES, 4), 'float32')
-  boxes[:, :NUM_OBJECTS] = np.concatenate([corners, corners + sides], -1)
-  classes = np.full((batch_size, MAX_NUM_INSTANCES), -1, 'int32')
-  classes[:, :NUM_OBJECTS] = rng.integers(1, NUM_CLASSES,
-                                          (batch_size, NUM_OBJECTS))
-  return images, {'boxes': boxes, 'classes': classes}
 
 
 def compile_fn(fn, *args):
@@ -111,7 +93,9 @@ def measure(model_id='49', image_size=640, batch_size=8, steps=20, warmup=3,
             dtype='float32', num_convs=4, num_filters=256):
   """Rows: backbone forward, RetinaNet forward, RetinaNet training step."""
   keras.mixed_precision.set_global_policy(POLICIES[dtype])
-  images, labels = synthetic_inputs(batch_size, image_size)
+  images, boxes, classes = synthetic_batch(batch_size, image_size,
+                                           NUM_CLASSES)
+  labels = {'boxes': boxes, 'classes': classes}
   model = spinenet_tf.build_retinanet(
       model_id, NUM_CLASSES, (image_size, image_size, 3),
       num_convs=num_convs, num_filters=num_filters,
