@@ -85,7 +85,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   config = config_lib.load_experiment(path, [
       SMALL, 'trainer.train_steps=8,optimizer.type=sgd,'
       'optimizer.global_clipnorm=null,schedule.type=step,'
-      'schedule.warmup_steps=0,schedule.boundaries=[4],'
+      'schedule.warmup_steps=0,schedule.warmup_learning_rate=0.0,'
+      'schedule.boundaries=[4],'
       'schedule.multipliers=[1.0e+30]'])
   model_dir = str(tmp_path / 'run')
   trainer = Trainer(config, build_task(config, str(tmp_path / 'shapes')),

@@ -3,12 +3,20 @@
     python scripts/train.py --experiment=demo_retinanet_synthetic \
       --model_dir=/tmp/run --data_dir=/tmp/shapes \
       --params_override='trainer.train_steps=50'
+
+A user error (flags, experiment, config, data, checkpoints, a NaN stop) is
+one line `error: ...` on stderr and exit status 1 (2 for flags); --verbose
+shows the trace (spinenet_tf/cli.py). params.yaml is written to model_dir
+only once the run has restored its checkpoint and run its first steps, so a
+run that fails to start leaves the folder as it was.
 """
 
 import os
 
 from absl import app, flags, logging
+import tensorflow as tf
 
+from spinenet_tf import cli
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import strategy as strategy_lib
 from spinenet_tf.training.tasks import build_task
@@ -44,6 +52,8 @@ def experiment_path(experiment, config_file):
   if bool(experiment) == bool(config_file):
     raise app.UsageError('give exactly one of --experiment, --config_file.')
   if config_file:
+    if not tf.io.gfile.exists(config_file):
+      raise app.UsageError(f'--config_file {config_file!r} does not exist.')
     return config_file
   path = os.path.join(CONFIG_DIR, experiment + '.yaml')
   if not os.path.exists(path):
@@ -65,26 +75,31 @@ def main(argv):
       experiment_path(FLAGS.experiment, FLAGS.config_file), overrides)
   strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu,
                                          FLAGS.num_gpus)
-  trainer = Trainer(config, build_task(config, FLAGS.data_dir), strategy,
-                    FLAGS.model_dir)
-  if trainer.is_chief and FLAGS.mode != 'eval':
-    config_lib.save_experiment(config,
-                               os.path.join(FLAGS.model_dir, 'params.yaml'))
-  logging.info('Mode %s, %d replicas.', FLAGS.mode,
-               strategy.num_replicas_in_sync)
-  if FLAGS.mode in ('train', 'train_and_eval'):
-    trainer.train(evaluate=FLAGS.mode == 'train_and_eval')
-  elif FLAGS.mode == 'eval':
-    if not trainer.restore():
-      raise app.UsageError(f'no checkpoint in {FLAGS.model_dir}.')
-    trainer.evaluate()
-  else:
-    trainer.continuous_evaluate(FLAGS.eval_timeout)
+  with Trainer(config, build_task(config, FLAGS.data_dir), strategy,
+               FLAGS.model_dir) as trainer:
+    logging.info('Mode %s, %d replicas.', FLAGS.mode,
+                 strategy.num_replicas_in_sync)
+    if FLAGS.mode in ('train', 'train_and_eval'):
+      def save_params():
+        # Once the run has started: a failed start rewrites nothing.
+        if trainer.is_chief:
+          config_lib.save_experiment(
+              config, os.path.join(FLAGS.model_dir, 'params.yaml'))
+      trainer.train(evaluate=FLAGS.mode == 'train_and_eval',
+                    on_start=save_params)
+    elif FLAGS.mode == 'eval':
+      trainer.restore()
+      if trainer.last_good_checkpoint is None:
+        raise app.UsageError(f'--mode=eval: no checkpoint in '
+                             f'{FLAGS.model_dir}.')
+      trainer.evaluate()
+    else:
+      trainer.continuous_evaluate(FLAGS.eval_timeout)
 
 
 def run():
   """Console entry point."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -17,6 +17,21 @@ With trainer.checkpoint_input (default: on when trainer.deterministic) the
 replicas read `train_input.CheckpointableInput` instead, and every
 checkpoint holds the input position: a run killed and restarted ends with
 the weights of an uninterrupted one (tests/test_training_fault.py).
+
+Resuming: `restore` reads the newest checkpoint the `checkpoint` state file
+lists. One that cannot be read (truncated or corrupt files) is skipped with
+a warning naming it, and the next older one is restored; when none can be
+read, a ValueError names the folder and the bad checkpoints. Nothing in the
+model folder is rewritten before the run is known to start: `train`'s
+`on_start` callback (main.py writes params.yaml there) runs after the
+restore and the first steps, before the first checkpoint of the run.
+
+Training data that gives no batch at all (every record skipped, or nothing
+matched) stops `train` with a ValueError naming train_data's source and
+file pattern. Result files (eval_metrics.json, best/best.json) are written
+atomically (io_utils.atomic_write); summary writers are flushed when
+`train` ends, however it ends, and closed by `close()` (or `with Trainer(...)
+as trainer:`).
 """
 
 import json
@@ -28,6 +43,7 @@ from absl import logging
 import tensorflow as tf
 
 from spinenet_tf.checkpoints import load_initial_weights, model_checkpoint
+from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.training.progress import Progress
 from spinenet_tf.training import train_input as train_input_lib
 from spinenet_tf.training.optimization import (build_optimizer,
@@ -50,11 +66,34 @@ def _is_chief(strategy):
   return resolver.task_type in (None, 'worker') and not resolver.task_id
 
 
+# The one private Keras hook the loop uses (Keras 3 has no public switch):
+# TFOptimizer._backend_update_step all-reduces (sums) the gradients through
+# this method before it applies them. The loop must all-reduce first, to clip
+# by the global norm of the summed gradient, so the optimizer's own sum is
+# turned off. Guarded twice: `_loop_aggregates_gradients` refuses to run if
+# Keras no longer has the method, and tests/test_training_distributed.py
+# checks that Keras still calls it and that a 2-replica step equals the
+# single-device one (a second sum would double the update).
+KERAS_ALL_REDUCE_HOOK = '_all_reduce_sum_gradients'
+
+
 def _loop_aggregates_gradients(optimizer):
   """The loop all-reduces (and clips) gradients itself; stop Keras summing
   the already reduced gradients a second time."""
   inner = getattr(optimizer, 'inner_optimizer', optimizer)
-  inner._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
+  if not callable(getattr(type(inner), KERAS_ALL_REDUCE_HOOK, None)):
+    raise RuntimeError(
+        f'Keras {keras.__version__}: {type(inner).__name__} has no '
+        f'{KERAS_ALL_REDUCE_HOOK}; the training loop cannot stop the '
+        'optimizer from all-reducing the gradients a second time (see '
+        'KERAS_ALL_REDUCE_HOOK in spinenet_tf/training/trainer.py).')
+  setattr(inner, KERAS_ALL_REDUCE_HOOK, lambda grads_and_vars: grads_and_vars)
+
+
+# What a checkpoint that cannot be read raises: truncated files give an
+# IndexError ('Read less bytes than requested'), a torn index or a missing
+# shard a tf.errors.OpError (DataLossError, NotFoundError, ...).
+CORRUPT_CHECKPOINT_ERRORS = (IndexError, tf.errors.OpError)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -92,6 +131,24 @@ class Trainer:
         self.checkpoint, write_dir, max_to_keep=tc.max_to_keep,
         step_counter=self.step)
     self._writers = {}
+    self.last_good_checkpoint = None  # set by restore and each save
+
+  def close(self):
+    """Flushes and closes the summary writers (safe to call again)."""
+    writers, self._writers = self._writers, {}
+    for writer in writers.values():
+      writer.flush()
+      writer.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    self.close()
+
+  def _flush(self):
+    for writer in self._writers.values():
+      writer.flush()
 
   # Summaries.
 
@@ -185,10 +242,9 @@ class Trainer:
     checkpoint: its position is restored, and saved from now on."""
     if iterator is not None:
       self.checkpoint.iterator = iterator
-    latest = tf.train.latest_checkpoint(self.model_dir)
+    latest = self._restore_newest_intact()
+    self.last_good_checkpoint = latest
     if latest:
-      # Into self.checkpoint, so that its save_counter goes on too.
-      self.checkpoint.read(latest).expect_partial()
       logging.info('Restored %s at step %d.', latest, int(self.step.numpy()))
       if iterator is not None and not train_input_lib.has_input_state(latest):
         logging.warning('%s holds no input position: the input restarts '
@@ -201,9 +257,74 @@ class Trainer:
                    tc.init_checkpoint_modules, tc.init_checkpoint)
     return int(self.step.numpy())
 
-  def train(self, evaluate=False):
+  def _checkpoint_paths(self):
+    """The checkpoints the state file in model_dir lists, newest first."""
+    try:
+      state = tf.train.get_checkpoint_state(self.model_dir)
+    except Exception as e:  # pylint: disable=broad-except
+      # A torn text proto raises protobuf's ParseError.
+      raise ValueError(
+          f'the checkpoint state file {os.path.join(self.model_dir, "checkpoint")}'
+          f' cannot be read ({type(e).__name__}: {e}).') from e
+    if state is None or not state.model_checkpoint_path:
+      return []
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+    return paths[::-1]
+
+  def _restore_newest_intact(self):
+    """Reads the newest readable checkpoint into self.checkpoint (its
+    save_counter goes on too); returns its path, or None when there is
+    none. Unreadable ones are skipped with a warning."""
+    bad = []
+    for path in self._checkpoint_paths():
+      try:
+        self.checkpoint.read(path).expect_partial()
+      except CORRUPT_CHECKPOINT_ERRORS as e:
+        reason = f'{type(e).__name__}: {_first_line(e)}'
+        bad.append(f'{path} ({reason})')
+        message = (f'checkpoint {path} cannot be read ({reason}); trying '
+                   'the next older one.')
+        logging.warning(message)
+        continue
+      if bad:
+        logging.warning('Resuming from %s: newer checkpoint(s) %s could not '
+                        'be read.', path, ', '.join(b.split(' (')[0]
+                                                     for b in bad))
+      return path
+    if bad:
+      raise ValueError(
+          f'no intact checkpoint in {self.model_dir}: ' + '; '.join(bad) +
+          '. Move them away to start afresh.')
+    return None
+
+  def train(self, evaluate=False, on_start=None):
     """Trains to trainer.train_steps from the latest checkpoint; evaluates
-    every eval_interval steps and at the end when `evaluate`."""
+    every eval_interval steps and at the end when `evaluate`.
+    `on_start()` runs once the restore and the first steps succeeded,
+    before the first checkpoint is saved. The summary writers are flushed
+    on every exit."""
+    try:
+      return self._train(evaluate, on_start)
+    finally:
+      self._flush()
+
+  def _no_training_data(self, error):
+    data = self.config.train_data
+    counts = ''
+    counter = getattr(self.task, 'train_skip_counter', None)
+    if counter is not None:
+      counts = (f' ({counter.skipped_records} records skipped, '
+                f'{counter.invalid_boxes} invalid boxes dropped)')
+    where = (f'file_pattern {data.file_pattern!r}' if data.file_pattern
+             else f'split {data.split!r}' if data.split else 'its data')
+    return ValueError(
+        f'train_data (source {data.source!r}, {where}) gave no training '
+        f'batch: every record was skipped or none was found{counts}. '
+        f'TensorFlow: {_first_line(error)}')
+
+  def _train(self, evaluate, on_start):
     tc = self.config.trainer
     if self._checkpoint_input():
       iterator = train_input_lib.CheckpointableInput(
@@ -225,13 +346,20 @@ class Trainer:
         num_steps = min(num_steps,
                         tc.eval_interval - step % tc.eval_interval)
       start = time.perf_counter()
-      means, finite = train_loop(iterator, tf.constant(num_steps))
+      try:
+        means, finite = train_loop(iterator, tf.constant(num_steps))
+      except tf.errors.OutOfRangeError as e:
+        # The training datasets repeat: the end means no batch at all.
+        raise self._no_training_data(e) from e
       means = dict(zip(self.loss_names, means.numpy().tolist()))
       if not bool(finite):
         raise NonFiniteLossError(
             f'Non-finite loss in steps {step + 1}..{step + num_steps} '
             f'(mean losses {means}); stopped without saving. The last good '
-            f'checkpoint is {self.manager.latest_checkpoint}.')
+            f'checkpoint is {self.last_good_checkpoint}.')
+      if on_start is not None:
+        on_start()
+        on_start = None
       seconds = time.perf_counter() - start
       step = int(self.step.numpy())
       values = {**means, 'images/s': num_steps * global_batch / seconds,
@@ -239,7 +367,7 @@ class Trainer:
       self._write_scalars('train', values, step)
       progress.update(step, values)
       if step % tc.checkpoint_interval == 0 or step == tc.train_steps:
-        self.manager.save(checkpoint_number=step)
+        self.last_good_checkpoint = self.manager.save(checkpoint_number=step)
       if evaluate and ((tc.eval_interval and step % tc.eval_interval == 0)
                        or step == tc.train_steps):
         metrics = self.evaluate()
@@ -262,8 +390,11 @@ class Trainer:
       backup = [tf.identity(v) for v in variables]
       self.optimizer.finalize_variable_values(variables)
     try:
-      metrics = self.task.evaluate(self.model, self.task.eval_dataset(),
-                                   tc.eval_steps)
+      # Under the strategy: each replica and worker evaluates its share
+      # of task.eval_dataset (training/eval_loop.py).
+      with self.strategy.scope():
+        metrics = self.task.evaluate(self.model, self.task.eval_dataset,
+                                     tc.eval_steps)
       metrics = {k: float(v) for k, v in metrics.items()}
       logging.info('Step %d eval: %s', step, metrics)
       print(f'step {step} eval: ' + ', '.join(
@@ -291,9 +422,9 @@ class Trainer:
   def _write_metrics_json(self, metrics, step):
     """The latest eval metrics, for scripts: <model_dir>/eval_metrics.json."""
     if self.is_chief:
-      with tf.io.gfile.GFile(os.path.join(self.model_dir, EVAL_METRICS_FILE),
-                             'w') as f:
-        json.dump({'step': step, 'metrics': metrics}, f, indent=2)
+      tf.io.gfile.makedirs(self.model_dir)
+      atomic_write(os.path.join(self.model_dir, EVAL_METRICS_FILE),
+                   json.dumps({'step': step, 'metrics': metrics}, indent=2))
 
   def _keep_best(self, metrics, step):
     tc = self.config.trainer
@@ -315,18 +446,28 @@ class Trainer:
         model_checkpoint(self.model, step=self.step), best_dir,
         max_to_keep=1)
     manager.save(checkpoint_number=step)
-    with tf.io.gfile.GFile(info_path, 'w') as f:
-      json.dump({'metric': tc.best_metric, 'value': value, 'step': step,
-                 'metrics': metrics}, f)
+    atomic_write(info_path, json.dumps({
+        'metric': tc.best_metric, 'value': value, 'step': step,
+        'metrics': metrics}))
 
   def continuous_evaluate(self, timeout=None):
     """Evaluates each new checkpoint in model_dir until the last step."""
     metrics = {}
     for path in tf.train.checkpoints_iterator(self.model_dir,
                                               timeout=timeout):
-      model_checkpoint(self.model, optimizer=self.optimizer,
-                       step=self.step).read(path).expect_partial()
+      try:
+        model_checkpoint(self.model, optimizer=self.optimizer,
+                         step=self.step).read(path).expect_partial()
+      except CORRUPT_CHECKPOINT_ERRORS as e:
+        logging.warning('Skipped checkpoint %s: it cannot be read (%s: %s).',
+                        path, type(e).__name__, _first_line(e))
+        continue
       metrics = self.evaluate()
       if int(self.step.numpy()) >= self.config.trainer.train_steps:
         break
     return metrics
+
+
+def _first_line(error):
+  text = getattr(error, 'message', None) or str(error) or type(error).__name__
+  return text.strip().splitlines()[0] if text.strip() else type(error).__name__
