@@ -117,7 +117,7 @@ def test_eval_parser_matches_model_garden(encode, size):
   image, boxes = scene()
   serialized = record(encode(image), np.concatenate([boxes, [
       [0.5, 0.5, 0.9, 0.95]]]), [5, 17], is_crowd=[0, 1])
-  ours, labels, num_invalid = detection_parser.parse_eval(
+  ours, labels, dropped = detection_parser.parse_eval(
       detection_records.decode_example(serialized), size)
   parser = retinanet_input.Parser(
       output_size=[size, size], min_level=3, max_level=7, num_scales=3,
@@ -138,7 +138,9 @@ def test_eval_parser_matches_model_garden(encode, size):
   np.testing.assert_array_equal(labels['is_crowd'][:2], [False, True])
   np.testing.assert_allclose(labels['areas'][:2], truth['areas'][:2])
   assert labels['source_id'].numpy() == truth['source_id'].numpy() == 7
-  assert labels['boxes'].shape == (100, 4) and num_invalid.numpy() == 0
+  assert labels['boxes'].shape == (100, 4)
+  assert dropped['invalid_boxes'].numpy() == 0
+  assert dropped['truncated_boxes'].numpy() == 0
 
 
 def test_augmentation_keeps_boxes_on_the_content():
@@ -183,12 +185,14 @@ def test_max_num_instances_pads_and_truncates():
   image, _ = scene()
   boxes = [[0.1 * i, 0.1, 0.1 * i + 0.05, 0.2] for i in range(8)]
   decoded = example(png(image), boxes, range(1, 9))
-  _, labels, _ = detection_parser.parse_eval(decoded, SIZE,
-                                             max_num_instances=5)
+  _, labels, dropped = detection_parser.parse_eval(decoded, SIZE,
+                                                   max_num_instances=5)
   np.testing.assert_array_equal(labels['classes'], [1, 2, 3, 4, 5])
-  _, labels, _ = detection_parser.parse_eval(decoded, SIZE,
-                                             max_num_instances=10)
+  assert dropped['truncated_boxes'].numpy() == 3
+  _, labels, dropped = detection_parser.parse_eval(decoded, SIZE,
+                                                   max_num_instances=10)
   np.testing.assert_array_equal(labels['classes'][7:], [8, -1, -1])
+  assert dropped['truncated_boxes'].numpy() == 0
   np.testing.assert_array_equal(labels['boxes'][8:], 0)
 
 
@@ -327,7 +331,7 @@ def test_grey_and_rgba_images_get_three_channels():
                                atol=1e-3)
 
 
-def test_damaged_tfrecord_files_are_read_up_to_the_damage(tmp_path):
+def test_damaged_tfrecord_files_lose_only_the_damaged_records(tmp_path):
   image, boxes = scene()
   records = [record(jpeg(image), boxes, [1], source_id=i) for i in range(4)]
   pattern = write(tmp_path, records)
@@ -338,10 +342,16 @@ def test_damaged_tfrecord_files_are_read_up_to_the_damage(tmp_path):
   damaged = bytearray(data)
   damaged[len(data) // 4 + 40] ^= 0xFF  # bad CRC in the second record
   open(path, 'wb').write(bytes(damaged))
+  counter = detection_input.SkipCounter()
   ds = detection_input.build_detection_dataset(
-      'tfrecord', False, SIZE, 8, file_pattern=str(tmp_path / 'data-*'))
+      'tfrecord', False, SIZE, 8, file_pattern=str(tmp_path / 'data-*'),
+      skip_counter=counter)
   (_, labels), = list(ds)
-  assert sorted(labels['source_id'].numpy()) == [0, 0, 1]
+  assert sorted(labels['source_id'].numpy()) == [0, 0, 1, 2, 3]
+  assert counter.records_read == 5 and counter.lost_records == 2
+  assert sorted(counter.corrupt_files) == [
+      path, str(tmp_path / 'data-truncated.tfrecord')]
+  assert counter.corrupt_files[path].recovered_records == 2
 
 
 def test_training_pipeline_is_deterministic_by_seed(tmp_path):

@@ -11,28 +11,36 @@ decode the tf.Example or TFDS features into an example dict
 (`detection_records`), then `detection_parser.parse_train` / `parse_eval`
 -> drop records that failed, counting them -> batch -> prefetch.
 
-Bad input never stops the pipeline. Grey and RGBA images are converted;
-invalid boxes are dropped (`detection_parser`); a record whose image or
-tf.Example cannot be decoded is skipped: the parse runs inside a
-one-element dataset with `ignore_errors`, which yields a validity flag per
-record. `SkipCounter` counts skipped records and dropped boxes and logs them
-with absl. A TFRecord file with a corrupt record (bad CRC) is read up to
-that record: TensorFlow logs the error, the rest of the file is lost
-uncounted (its length is unknowable). A truncated file ends at its last
-whole record.
+Bad input never stops the pipeline, and nothing is lost silently. Grey and
+RGBA images are converted; invalid boxes are dropped and boxes beyond
+`max_num_instances` cut off (`detection_parser`), both counted; a record
+whose image or tf.Example cannot be decoded is skipped: the parse runs
+inside a one-element dataset with `ignore_errors`, which yields a validity
+flag per record. TFRecord files are read by `tfrecord_reader.read_file`: a
+damaged record (bad CRC) is skipped and the records after it are still read;
+a truncated file loses its last, partial record; a file that is not a
+TFRecord file is named. `SkipCounter` counts all of it, logs it with absl
+and has a one-line `summary()`.
+
+The returned dataset carries `skip_counter` (the counter) and
+`source_description` (e.g. "file_pattern '/data/train-*' (256 files)"),
+which the counter also holds (`skip_counter.source`). A dataset with no
+valid record (or, in training, not one batch) ends at once, also when
+repeated; `skip_counter.no_valid_records_error()` then gives the error to
+raise (see `skipping`).
 """
 
 import tensorflow as tf
 
 from spinenet_tf.data import (coco_tfds, detection_parser, detection_records,
-                              synthetic_shapes)
+                              synthetic_shapes, tfrecord_reader)
 from spinenet_tf.data.skipping import SkipCounter, guarded
 
 SOURCES = ('tfrecord', 'tfds', 'synthetic')
 
 
 def _tfrecord_records(file_pattern, is_training, seed, input_context,
-                      deterministic):
+                      deterministic, counter):
   """(serialized, 'file#index') from TFRecord files.
 
   With an `input_context`, each input pipeline reads its share of the files,
@@ -48,7 +56,7 @@ def _tfrecord_records(file_pattern, is_training, seed, input_context,
                         input_context.input_pipeline_id)
 
   def read(path):
-    records = tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)
+    records = tfrecord_reader.read_file(path, counter)
     return records.enumerate().map(lambda i, record: (record, tf.strings.join(
         [path, tf.strings.as_string(i)], '#')))
 
@@ -62,23 +70,29 @@ def _tfrecord_records(file_pattern, is_training, seed, input_context,
 
 
 def _records(source, file_pattern, data_dir, split, is_training, seed,
-             input_context, deterministic):
-  """A dataset of (record, where) of a source and its record -> example
-  dict function; `where` names the record in skip logs."""
+             input_context, deterministic, counter):
+  """A dataset of (record, where) of a source, its record -> example dict
+  function and a description of the source; `where` names the record in
+  skip logs."""
   if source == 'tfds':
     features = coco_tfds.load_records(
         split=split, data_dir=data_dir, shuffle_files=is_training, seed=seed,
         input_context=input_context)
     return (features.map(lambda f: (f, f['tfds_id'])),
-            coco_tfds.to_example)
+            coco_tfds.to_example,
+            f'TFDS coco/2017 split {split!r} in {data_dir!r}')
+  description = f'file_pattern {file_pattern!r}'
   if source == 'synthetic':
     synthetic_shapes.read_info(data_dir)
     file_pattern = synthetic_shapes.file_pattern(data_dir, split)
-  if not tf.io.gfile.glob(file_pattern):
+    description = f'synthetic split {split!r} ({file_pattern!r})'
+  num_files = len(tf.io.gfile.glob(file_pattern))
+  if not num_files:
     raise FileNotFoundError(f'No files match {file_pattern!r}.')
   return (_tfrecord_records(file_pattern, is_training, seed, input_context,
-                            deterministic),
-          detection_records.decode_example)
+                            deterministic, counter),
+          detection_records.decode_example,
+          f'{description} ({num_files} file{"s" * (num_files != 1)})')
 
 
 def build_detection_dataset(source, is_training, output_size, batch_size, *,
@@ -112,14 +126,17 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
       seed is given or not training.
     drop_remainder: default `is_training`.
     input_context: a `tf.distribute.InputContext` to shard the input.
-    skip_counter: a `SkipCounter` to count skipped records and dropped
-      boxes (a new one, only logging, by default).
+    skip_counter: a `SkipCounter` to count skipped records, dropped and
+      cut boxes, damaged files (a new one, only logging, by default); it
+      is also `dataset.skip_counter`.
 
   Returns:
     A tf.data.Dataset of (images float32 [B, S, S, 3], labels) where labels
     are {'boxes': [B, M, 4] pixels, 'classes': [B, M] int32, -1 padding},
     plus for evaluation 'is_crowd', 'areas', 'image_info' [B, 4, 2] and
-    'source_id' [B] int64 (see `detection_parser`).
+    'source_id' [B] int64 (see `detection_parser`). Its attributes
+    `skip_counter` and `source_description` say what was lost and where
+    the data came from (see the module doc).
   """
   if source not in SOURCES:
     raise ValueError(f'source must be one of {SOURCES}, got {source!r}.')
@@ -137,9 +154,12 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
   drop_remainder = is_training if drop_remainder is None else drop_remainder
   skip_counter = skip_counter or SkipCounter()
 
-  records, to_example = _records(source, file_pattern, data_dir, split,
-                                 is_training, seed, input_context,
-                                 deterministic)
+  records, to_example, description = _records(
+      source, file_pattern, data_dir, split, is_training, seed,
+      input_context, deterministic, skip_counter)
+  skip_counter.describe(description, batch_size, drop_remainder,
+                        is_training=is_training,
+                        counts_reads=source != 'tfds')
 
   def parse(record, *augmentation_seed):
     example = to_example(record)
@@ -151,9 +171,8 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
                                        max_num_instances)
 
   def guarded_parse(record, where, *augmentation_seed):
-    (image, labels, num_invalid), ok = guarded(parse, record,
-                                               *augmentation_seed)
-    return image, labels, ok, num_invalid, where
+    (image, labels, dropped), ok = guarded(parse, record, *augmentation_seed)
+    return image, labels, ok, dropped, where
 
   if is_training:
     records = records.shuffle(shuffle_buffer, seed=seed)
@@ -162,11 +181,15 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
         lambda record_where, pair: (*record_where, pair))
   ds = records.map(guarded_parse, num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=deterministic)
-  ds = ds.filter(lambda image, labels, ok, num_invalid, where:
-                 skip_counter.keep(ok, where, num_invalid,
-                                   what='image or tf.Example'))
+  ds = ds.filter(lambda image, labels, ok, dropped, where:
+                 skip_counter.keep(ok, where, dropped['invalid_boxes'],
+                                   what='image or tf.Example',
+                                   num_truncated=dropped['truncated_boxes']))
   ds = ds.map(lambda image, labels, *_: (image, labels))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   options = tf.data.Options()
   options.deterministic = deterministic
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  ds.skip_counter = skip_counter
+  ds.source_description = description
+  return ds

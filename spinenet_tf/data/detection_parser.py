@@ -23,9 +23,12 @@ Outputs:
            image_info [4, 2] float32 (original size, scaled size, scale,
            offset (0, 0); original boxes = boxes / scale; Model Garden's
            row 1 is output_size instead of the scaled size) and source_id
-           int64 (the decimal source id, else a hash of it).
-  num_invalid  boxes dropped as invalid: non-finite, empty, outside the
-           image, or class outside 1..num_classes-1.
+           int64 (the decimal source id if it fits in int64, else a
+           62-bit hash of it).
+  dropped  {'invalid_boxes': boxes dropped as invalid (non-finite, empty,
+           outside the image, or class outside 1..num_classes-1),
+           'truncated_boxes': boxes beyond max_num_instances, cut off}
+           (int32 scalars; `SkipCounter` counts and logs them).
 """
 
 import tensorflow as tf
@@ -87,7 +90,7 @@ def _output_boxes(boxes, decoded_size, origin, crop, scaled, flip):
 def _parse(example, output_size, scale_factor, offset_fraction, flip,
            keep_crowd, num_classes, max_num_instances):
   """The shared parser: image, labels, eval extras (is_crowd, areas), the
-  original and scaled size [2, 2], num_invalid."""
+  original and scaled size [2, 2], dropped counts."""
   pixels, size, decoded_size, window, scale = image_ops.decode_window(
       example['encoded'], lambda decoded_size, scale: _window(
           decoded_size, output_size, scale, offset_fraction),
@@ -121,28 +124,50 @@ def _parse(example, output_size, scale_factor, offset_fraction, flip,
             'areas': kept(tf.where(example['areas'] < 0, box_areas,
                                    example['areas']))}
   info = tf.stack([original, tf.cast(scaled, tf.float32)])
-  num_invalid = tf.reduce_sum(tf.cast(~valid, tf.int32))
-  return image, labels, extras, info, num_invalid
+  dropped = {'invalid_boxes': tf.reduce_sum(tf.cast(~valid, tf.int32)),
+             'truncated_boxes': tf.maximum(
+                 tf.reduce_sum(tf.cast(inside, tf.int32)) -
+                 max_num_instances, 0)}
+  return image, labels, extras, info, dropped
 
 
 def parse_train(example, seed, output_size, scale_range=(0.5, 2.0),
                 hflip=True, num_classes=91, max_num_instances=100):
   """Training parser; `seed` (int [2]) makes the augmentation repeatable.
 
-  Returns (image, {'boxes', 'classes'}, num_invalid).
+  Returns (image, {'boxes', 'classes'}, dropped).
   """
   low, high = scale_range
   u = tf.random.stateless_uniform([4], seed)
-  image, labels, _, _, num_invalid = _parse(
+  image, labels, _, _, dropped = _parse(
       example, output_size, low + (high - low) * u[0], u[1:3],
       tf.logical_and(hflip, u[3] < 0.5), False, num_classes, max_num_instances)
-  return image, labels, num_invalid
+  return image, labels, dropped
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _fits_int64(source_id):
+  """Whether a string of 1..19 decimal digits is at most 2**63 - 1."""
+  short = tf.strings.regex_full_match(source_id, '[0-9]{1,18}')
+  long = tf.strings.regex_full_match(source_id, '[0-9]{19}')
+
+  def nineteen_digits():
+    head = tf.strings.to_number(tf.strings.substr(source_id, 0, 18), tf.int64)
+    last = tf.strings.to_number(tf.strings.substr(source_id, 18, 1), tf.int64)
+    return (head < _INT64_MAX // 10) | (
+        (head == _INT64_MAX // 10) & (last <= _INT64_MAX % 10))
+
+  return short | tf.cond(long, nineteen_digits, lambda: tf.constant(False))
 
 
 def _image_id(source_id):
-  """The decimal source id as int64, else a stable hash of it."""
+  """The decimal source id as int64 (up to 2**63 - 1: the 63-bit ids that
+  `detection_records` gives records without one), else a stable hash of
+  it."""
   return tf.cond(
-      tf.strings.regex_full_match(source_id, '[0-9]{1,18}'),
+      _fits_int64(source_id),
       lambda: tf.strings.to_number(source_id, tf.int64),
       lambda: tf.strings.to_hash_bucket_fast(source_id, 2**62))
 
@@ -151,9 +176,9 @@ def parse_eval(example, output_size, num_classes=91, max_num_instances=100):
   """Evaluation parser: no augmentation, crowd boxes kept (flagged).
 
   Returns (image, labels with is_crowd, areas, image_info, source_id,
-  num_invalid).
+  dropped).
   """
-  image, labels, extras, info, num_invalid = _parse(
+  image, labels, extras, info, dropped = _parse(
       example, output_size, 1.0, tf.zeros([2]), tf.constant(False), True,
       num_classes, max_num_instances)
   labels.update(
@@ -162,4 +187,4 @@ def parse_eval(example, output_size, num_classes=91, max_num_instances=100):
       image_info=tf.stack([info[0], info[1], info[1] / info[0],
                            tf.zeros([2])]),
       source_id=_image_id(example['source_id']))
-  return image, labels, num_invalid
+  return image, labels, dropped

@@ -10,7 +10,11 @@ TFDS, synthetic) produces and `detection_parser` consumes:
 
   encoded    string []       the image file (JPEG, PNG, GIF, BMP); the parser
                              decodes it, and only the window it needs
-  source_id  string []       image id (the COCO image id, in decimal)
+  source_id  string []       image id (the COCO image id, in decimal); a
+                             record without one gets a 63-bit hash of its
+                             image bytes (in decimal; records with identical
+                             image bytes share it: `CocoEvaluator` reports
+                             and renumbers such duplicates)
   boxes      float32 [N, 4]  (ymin, xmin, ymax, xmax) normalised, as stored
   classes    int32 [N]       category ids (COCO: 1..90)
   is_crowd   bool [N]
@@ -26,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 _COORDS = ('ymin', 'xmin', 'ymax', 'xmax')
+NO_SOURCE_ID_BUCKETS = 2**63 - 1  # ids 0..2**63-2 for records without one
 _FEATURES = {
     'image/encoded': tf.io.FixedLenFeature((), tf.string, ''),
     'image/source_id': tf.io.FixedLenFeature((), tf.string, ''),
@@ -118,10 +123,13 @@ def decode_example(serialized):
   n = tf.reduce_min([tf.size(x) for x in coords + [labels]])
   encoded = dense['image/encoded']
   source_id = dense['image/source_id']
-  source_id = tf.cond(  # Model Garden's fallback: a hash of the image bytes.
+  # Without a source_id: a hash of the image bytes, as Model Garden does,
+  # but 63 bits instead of its 22 (with 5,000 images, 22 bits collide with
+  # probability ~0.95; 63 bits ~1e-12).
+  source_id = tf.cond(
       tf.strings.length(source_id) > 0, lambda: source_id,
       lambda: tf.strings.as_string(
-          tf.strings.to_hash_bucket_fast(encoded, 2**22 - 1)))
+          tf.strings.to_hash_bucket_fast(encoded, NO_SOURCE_ID_BUCKETS)))
   return {
       'encoded': encoded,
       'source_id': source_id,
