@@ -187,12 +187,45 @@ def test_batches_accumulate_and_reset():
         {k: v[j:j + 1] for k, v in _groundtruths().items()},
         {k: v[j:j + 1] for k, v in perfect.items()})
   assert evaluator.result()['AP'] == pytest.approx(1.0, abs=1e-12)
-  assert len(evaluator.results) == 4
-  with pytest.raises(ValueError, match='seen twice'):
-    evaluator.update(_groundtruths(), perfect)
+  assert len(evaluator.results) == 4 and evaluator.num_duplicates == 0
   evaluator.reset()
   with pytest.raises(ValueError, match='No images'):
     evaluator.result()
+
+
+def test_duplicate_image_ids_are_reported_and_evaluated(caplog):
+  # Images 1 and 2 under one id, then a second pass without reset(): each
+  # later image gets a fresh negative id, with its own ground truth.
+  evaluator = coco_eval.CocoEvaluator()
+  with caplog.at_level('WARNING'):
+    evaluator.update(_groundtruths(source_ids=(5, 5)),
+                     {**_perfect(), 'source_id': np.array([5, 5])})
+    evaluator.update(_groundtruths(source_ids=(5, 6)),
+                     {**_perfect(), 'source_id': np.array([5, 6])})
+  assert evaluator.num_duplicates == 2 and evaluator.duplicate_ids == [5, 5]
+  warnings = [r.getMessage() for r in caplog.records
+              if 'Duplicate image ids' in r.getMessage()]
+  assert len(warnings) == 2 and '(2 duplicates so far)' in warnings[1]
+  assert 'fresh negative ids' in warnings[0]
+  assert sorted({r['image_id'] for r in evaluator.results}) == [-2, -1, 5, 6]
+  assert evaluator.result()['AP'] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_duplicate_image_ids_with_an_annotation_file_are_skipped(tmp_path):
+  path = tmp_path / 'instances.json'
+  path.write_text(json.dumps({
+      'images': [{'id': 1, 'height': 480, 'width': 640}],
+      'categories': [{'id': 1, 'name': 'a'}],
+      'annotations': [{'id': 1, 'image_id': 1, 'category_id': 1,
+                       'bbox': [20, 10, 20, 20], 'area': 400,
+                       'iscrowd': 0}]}))
+  detections = _detections([[GT_BOXES[0][0]]], [[1]], [[0.9]],
+                           source_ids=(1,))
+  evaluator = coco_eval.CocoEvaluator(annotation_file=str(path))
+  evaluator.update(None, detections)
+  evaluator.update(None, detections)
+  assert evaluator.num_duplicates == 1 and len(evaluator.results) == 1
+  assert evaluator.result()['AP'] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_bad_inputs_are_named():

@@ -148,10 +148,15 @@ def build_classification_dataset(
     input_context: a `tf.distribute.InputContext`: read only this pipeline's
       TFDS files (the split needs at least `num_input_pipelines` files).
     skip_counter: a `SkipCounter` to read how many records were skipped
-      (`skipped_records`; a new one, only logging, by default).
+      (`skipped_records`; a new one, only logging, by default); it is also
+      `dataset.skip_counter`.
 
   Returns:
-    A tf.data.Dataset of (images float32 [B, S, S, 3], labels).
+    A tf.data.Dataset of (images float32 [B, S, S, 3], labels), with
+    attributes `skip_counter` and `source_description` (e.g. "TFDS
+    'imagenet2012' split 'train' in '/data'"); if no batch comes,
+    `skip_counter.no_valid_records_error()` is the error to raise (see
+    `skipping`). TFDS reads the files (TFRecords, its own reader).
   """
   builder = _builder(name, data_dir)
   if not isinstance(image_size, int) or image_size < 1:
@@ -167,6 +172,9 @@ def build_classification_dataset(
     deterministic = seed is not None or not is_training
   drop_remainder = is_training if drop_remainder is None else drop_remainder
   skip_counter = skip_counter or SkipCounter()
+  description = f'TFDS {name!r} split {split!r} in {data_dir!r}'
+  skip_counter.describe(description, batch_size, drop_remainder,
+                        is_training=is_training)
   augmenter = None if randaugment is None else augment.RandAugment(
       *randaugment, cutout_const=RANDAUGMENT_CUTOUT,
       translate_const=RANDAUGMENT_TRANSLATE)
@@ -209,4 +217,7 @@ def build_classification_dataset(
         off_value=smoothing / num_classes)))
   options = tf.data.Options()
   options.deterministic = deterministic
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  ds.skip_counter = skip_counter
+  ds.source_description = description
+  return ds

@@ -9,6 +9,17 @@ Inputs are numpy batches (anything `np.asarray` takes), boxes (ymin, xmin,
 ymax, xmax) in pixels of the ORIGINAL image; they go to COCO as [x, y, width,
 height]. Image ids are the `source_id`s (ints, or their byte strings).
 
+Duplicate image ids (an id seen before since `reset()`, or twice in one
+batch: records with the same source_id, records without one whose image
+bytes are identical, or a second pass without `reset()`) never stop the
+evaluation; each is counted (`num_duplicates`, `duplicate_ids`) and logged
+(one warning line with the count so far). With ground truth from the
+records, the later image is evaluated as a new image under a fresh negative
+id (-1, -2, ...; real ids are >= 0), its ground truth and detections
+together; in the COCO results it carries that id. With an annotation file
+the ground truth is the file's, so the later image is skipped (its
+detections are not added).
+
 - groundtruths: source_id [B], height [B], width [B], boxes [B, M, 4],
   classes [B, M]; optional is_crowd [B, M] and areas [B, M] (else the box
   area). Padding (class <= 0 or an empty box) is dropped.
@@ -158,6 +169,9 @@ class CocoEvaluator:
 
   def reset(self):
     """Forgets everything seen so far."""
+    self.num_duplicates = 0
+    self.duplicate_ids = []
+    self._fresh_id = 0
     self._image_ids = []
     self._images = []
     self._annotations = []
@@ -168,27 +182,61 @@ class CocoEvaluator:
     """The COCO results accumulated so far (see `write_results_json`)."""
     return list(self._results)
 
+  def _duplicates(self, image_ids):
+    """Indices of `image_ids` already seen (or earlier in the batch);
+    counted and logged."""
+    seen = set(self._image_ids)
+    repeated = []
+    for j, image_id in enumerate(image_ids):
+      if image_id in seen:
+        repeated.append(j)
+      seen.add(image_id)
+    if repeated:
+      ids = [image_ids[j] for j in repeated]
+      self.num_duplicates += len(ids)
+      self.duplicate_ids += ids
+      logging.warning(
+          'Duplicate image ids %s (%d duplicates so far): %s. Records '
+          'without source_id share an id when their image bytes are equal; '
+          'a second pass over the data needs reset().', ids[:10],
+          self.num_duplicates,
+          'skipped (the annotation file holds their ground truth)'
+          if self._file_coco is not None else
+          'evaluated as new images with fresh negative ids')
+    return repeated
+
   def update(self, groundtruths, detections):
     """Adds one batch; with an annotation file `groundtruths` are unused
-    (pass None)."""
+    (pass None). Duplicate image ids are handled as the module doc says."""
     image_ids = [_image_id(s) for s in np.asarray(detections['source_id'])]
-    seen = set(self._image_ids)
-    repeated = [i for i in image_ids if i in seen]
-    if repeated or len(set(image_ids)) != len(image_ids):
-      raise ValueError(f'images {repeated or image_ids} seen twice; call '
-                       'reset() between passes over a dataset.')
     if self._file_coco is not None:
       missing = set(image_ids) - set(self._file_coco.getImgIds())
       if missing:
         raise ValueError(f'images {sorted(missing)} are not in '
                          f'{self.annotation_file}.')
+    elif groundtruths is None:
+      raise ValueError('groundtruths are needed without an annotation_file.')
     else:
-      if groundtruths is None:
-        raise ValueError('groundtruths are needed without an annotation_file.')
       gt_ids = [_image_id(s) for s in np.asarray(groundtruths['source_id'])]
       if gt_ids != image_ids:
         raise ValueError(f'groundtruths are for images {gt_ids}, detections '
                          f'for {image_ids}.')
+    repeated = self._duplicates(image_ids)
+    detections = _numpy(detections)
+    if repeated and self._file_coco is not None:
+      keep = [j for j in range(len(image_ids)) if j not in set(repeated)]
+      detections = {k: v[keep] for k, v in detections.items()}
+      image_ids = [image_ids[j] for j in keep]
+    elif repeated:
+      groundtruths = _numpy(groundtruths)
+      new_ids = np.array(image_ids, np.int64)
+      for j in repeated:
+        self._fresh_id -= 1
+        new_ids[j] = self._fresh_id
+      groundtruths['source_id'] = new_ids
+      detections['source_id'] = new_ids
+      image_ids = new_ids.tolist()
+    if self._file_coco is None:
       images, annotations = _ground_truth_to_coco(
           groundtruths, len(self._annotations) + 1)
       self._images += images
