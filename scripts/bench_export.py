@@ -29,7 +29,6 @@ Garden's detection generator at its cheapest.
   python scripts/bench_export.py --output_md export.md --output_json e.json
   python scripts/bench_export.py --quick
 """
-import argparse
 import gc
 import os
 import statistics
@@ -48,6 +47,7 @@ from official.vision.modeling import factory  # noqa: E402
 
 from bench_common import write_report  # noqa: E402  (scripts/ on sys.path)
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm  # noqa: E402
+from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
                                             export_saved_model, normalize)
 from spinenet_tf.models.retinanet import build_retinanet  # noqa: E402
@@ -236,7 +236,7 @@ def table(rows):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true',
                       help='3 timed calls after 1 warm-up, no XLA, no '
                       'SavedModel round trip')
@@ -250,4 +250,4 @@ def main():
                args.output_json)
 
 if __name__ == '__main__':
-  main()
+  cli.guarded(main)()

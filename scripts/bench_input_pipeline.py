@@ -33,7 +33,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from spinenet_tf import cli  # noqa: E402
 from official.vision.dataloaders import retinanet_input  # noqa: E402
 from official.vision.dataloaders import tf_example_decoder  # noqa: E402
 from official.vision.ops import anchor, preprocess_ops  # noqa: E402
@@ -230,4 +232,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

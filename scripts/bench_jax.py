@@ -19,7 +19,6 @@ outputs, no NMS), RetinaNet training step (forward, target assignment,
 focal + Huber loss, L2, gradient, SGD momentum update). Inputs: bench_train's
 synthetic batch (images ~ N(0, 1), 8 random boxes per image).
 """
-import argparse
 import math
 import os
 import statistics
@@ -34,6 +33,7 @@ import keras  # noqa: E402
 from bench_common import write_report  # noqa: E402  (scripts/ on sys.path)
 from bench_train import synthetic_batch  # noqa: E402  (numpy only)
 import spinenet_tf  # noqa: E402
+from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.training import jax_step  # noqa: E402
 
 NUM_CLASSES = 91
@@ -165,7 +165,7 @@ def table(rows, device, peak):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model_id', default='49')
   parser.add_argument('--image_size', type=int, default=640)
   parser.add_argument('--batch_size', type=int, default=8)
@@ -202,4 +202,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  cli.guarded(main)()

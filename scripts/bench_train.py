@@ -42,7 +42,6 @@ work shares the cores), and the trace and first-call times.
   python scripts/bench_train.py --profile_ops         # + op time by type
   python scripts/bench_train.py --output train.json
 """
-import argparse
 import math
 import os
 import statistics
@@ -516,7 +515,8 @@ def table(rows):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  from spinenet_tf import cli  # pylint: disable=import-outside-toplevel
+  parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--image_size', type=int, default=256)
   parser.add_argument('--batch_size', type=int, default=4,
                       help='global batch')
@@ -549,4 +549,5 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  from spinenet_tf import cli  # noqa: E402
+  cli.guarded(main)()

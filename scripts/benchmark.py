@@ -33,7 +33,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from spinenet_tf import cli  # noqa: E402
 from official.vision.modeling.backbones import spinenet  # noqa: E402
 from official.vision.modeling.backbones import spinenet_mobile  # noqa: E402
 from tensorflow.python.framework import convert_to_constants  # noqa: E402
@@ -315,4 +317,4 @@ def main(argv):
   write_report(markdown, results, FLAGS.output_md, FLAGS.output_json)
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -4,10 +4,9 @@
   python scripts/draw_architecture.py --model_id 49 --output spinenet49.png
   python scripts/draw_architecture.py --spec_file my_specs.yaml --output my.png
 """
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from spinenet_tf import cli
 from spinenet_tf.viz import draw_architecture
 
 FLAGS = flags.FLAGS
@@ -23,14 +22,10 @@ flags.DEFINE_string('title', None, 'Figure title (default: the model id).')
 
 def main(argv):
   del argv
-  try:
-    path = draw_architecture(FLAGS.spec_file or FLAGS.model_id, FLAGS.output,
-                             FLAGS.min_level, FLAGS.max_level,
-                             title=FLAGS.title)
-  except ValueError as e:
-    sys.exit(f'error: {e}')
+  path = draw_architecture(FLAGS.spec_file or FLAGS.model_id, FLAGS.output,
+                           FLAGS.min_level, FLAGS.max_level, title=FLAGS.title)
   print(f'wrote {path}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -21,6 +21,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app, flags  # noqa: E402
 
+from spinenet_tf import cli  # noqa: E402
+
 from spinenet_tf.data import synthetic_shapes  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -60,4 +62,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -7,7 +7,6 @@ run both on the same images in inference mode, print a markdown table.
 
   python scripts/parity_report.py [--size 256] [--variants 49S,mobile-49]
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -18,6 +17,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 
 import spinenet_tf  # noqa: E402
+from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint  # noqa: E402
 from tests.reference import (build_reference, randomize_batch_norm,  # noqa: E402
                              save_reference_checkpoint)
@@ -39,7 +39,7 @@ def report_row(model_id, size, workdir):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--size', type=int, default=256)
   parser.add_argument('--variants', default=','.join(spinenet_tf.MODEL_IDS))
   args = parser.parse_args()
@@ -53,4 +53,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  cli.guarded(main)()

@@ -14,7 +14,9 @@ and training time.
 import time
 
 import keras
-from absl import app, flags
+from absl import flags
+
+from spinenet_tf import cli
 
 from spinenet_tf.data import mnist_family, sklearn_digits
 from spinenet_tf.models.spinal_vgg import build_spinal_vgg
@@ -89,4 +91,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -4,6 +4,9 @@
     if __name__ == '__main__':
       cli.run(main)             # absl: flags, then main(argv)
 
+Scripts that parse with argparse use `cli.ArgumentParser` and
+`cli.guarded(main)()`, with the same behaviour.
+
 A user error (bad flag, config, file, data, checkpoint: ValueError,
 TypeError, OSError, absl's UsageError, yaml errors, TensorFlow's OpError,
 a stopped run) prints `error: <message>` on one line to stderr and exits
@@ -11,6 +14,7 @@ with status 1 (2 for flag errors). `--verbose` shows the Python traceback
 instead. Anything else is a bug and keeps its traceback.
 """
 
+import argparse
 import sys
 
 from absl import app, flags
@@ -75,11 +79,24 @@ def guarded(main):
     try:
       return main(*args, **kwargs)
     except Exception as e:  # pylint: disable=broad-except
-      verbose = flags.FLAGS.is_parsed() and flags.FLAGS.verbose
+      verbose = '--verbose' in sys.argv or (flags.FLAGS.is_parsed()
+                                            and flags.FLAGS.verbose)
       if verbose or not is_user_error(e):
         raise
       exit_with(e)
   return run_main
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse with `--verbose` and one-line usage errors."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.add_argument('--verbose', action='store_true',
+                      help='on an error, show the Python traceback')
+
+  def error(self, message):
+    exit_with(message, FLAG_ERROR_STATUS)
 
 
 def run(main, argv=None):

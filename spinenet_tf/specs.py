@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 
 import yaml
 
+from spinenet_tf import checks
+
 BOTTLENECK = 'bottleneck'
 RESIDUAL = 'residual'
 MBCONV = 'mbconv'
@@ -26,6 +28,7 @@ MOBILE_FILTER_SIZES = {0: 8, 1: 16, 2: 24, 3: 40, 4: 80, 5: 112, 6: 112,
                        7: 112}
 
 BLOCK_TYPES = {SPINENET: (BOTTLENECK, RESIDUAL), MOBILE: (MBCONV,)}
+ALL_BLOCK_TYPES = (BOTTLENECK, RESIDUAL, MBCONV)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +135,8 @@ def parse_block_specs(rows: Iterable) -> tuple:
 
   Raises ValueError naming the block index and field for malformed rows.
   """
+  if isinstance(rows, (str, bytes, dict)) or not isinstance(rows, Iterable):
+    raise ValueError(f'block specs must be a list of blocks, got {rows!r}.')
   specs = []
   for i, row in enumerate(rows):
     if isinstance(row, BlockSpec):
@@ -154,8 +159,10 @@ def parse_block_specs(rows: Iterable) -> tuple:
     level, block_fn, offsets, is_output = values
     if isinstance(level, bool) or not isinstance(level, int):
       raise ValueError(f'block {i}: field level must be an integer, got {level!r}.')
-    if not isinstance(block_fn, str):
-      raise ValueError(f'block {i}: field block_fn must be a string, got {block_fn!r}.')
+    if block_fn not in ALL_BLOCK_TYPES:
+      raise ValueError(f'block {i}: unknown block_fn {block_fn!r}; block types '
+                       f'are {BOTTLENECK!r}, {RESIDUAL!r} (SpineNet) and '
+                       f'{MBCONV!r} (SpineNet-Mobile).')
     if (not isinstance(offsets, (list, tuple)) or len(offsets) != 2 or
         not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
       raise ValueError(f'block {i}: field input_offsets must be two integers, '
@@ -167,6 +174,21 @@ def parse_block_specs(rows: Iterable) -> tuple:
   if not specs:
     raise ValueError('block specs are empty.')
   return tuple(specs)
+
+
+def infer_family(specs) -> str:
+  """The family of specs that do not say it: Mobile for MBConv blocks.
+  Raises ValueError if the blocks mix both families."""
+  mobile = [i for i, s in enumerate(specs) if s.block_fn == MBCONV]
+  if not mobile:
+    return SPINENET
+  other = next((i for i, s in enumerate(specs) if s.block_fn != MBCONV), None)
+  if other is not None:
+    raise ValueError(
+        f'block {other} is {specs[other].block_fn!r} but block {mobile[0]} '
+        f'is {MBCONV!r}: a network is either SpineNet ({BOTTLENECK}, '
+        f'{RESIDUAL}) or SpineNet-Mobile ({MBCONV}).')
+  return MOBILE
 
 
 def load_specs_yaml(path: str):
@@ -202,12 +224,41 @@ def load_specs_yaml(path: str):
 
 
 def scaling_from_dict(values: dict, source: str = 'scaling') -> Scaling:
-  fields = {f.name: f.type for f in dataclasses.fields(Scaling)}
-  unknown = sorted(set(values) - set(fields))
+  """A checked `Scaling` from a mapping of its fields; errors name
+  `source` (a file, or 'scaling') and the field."""
+  if not isinstance(values, dict):
+    raise ValueError(f'{source}: scaling must be a mapping of '
+                     f'{SCALING_FIELDS}, got {values!r}.')
+  unknown = sorted(set(values) - set(SCALING_FIELDS))
   if unknown:
     raise ValueError(f'{source}: unknown scaling field(s) {unknown}; fields are '
-                     f'{sorted(fields)}.')
-  return Scaling(**values)
+                     f'{sorted(SCALING_FIELDS)}.')
+  scaling = Scaling(**values)
+  try:
+    validate_scaling(scaling)
+  except ValueError as e:
+    if source == 'scaling':
+      raise
+    raise ValueError(f'{source}: {e}') from e
+  return scaling
+
+
+SCALING_FIELDS = tuple(f.name for f in dataclasses.fields(Scaling))
+
+
+def validate_scaling(scaling: Scaling):
+  """Raises ValueError naming the first field of `scaling` out of type or
+  range."""
+  checks.choice('scaling.family', scaling.family, tuple(BLOCK_TYPES))
+  checks.integer('scaling.endpoints_num_filters',
+                 scaling.endpoints_num_filters, 1)
+  checks.number('scaling.filter_size_scale', scaling.filter_size_scale, 0,
+                low_open=True)
+  checks.number('scaling.resample_alpha', scaling.resample_alpha, 0,
+                low_open=True)
+  checks.integer('scaling.block_repeats', scaling.block_repeats, 1)
+  checks.integer('scaling.expand_ratio', scaling.expand_ratio, 1)
+  checks.number('scaling.se_ratio', scaling.se_ratio, 0, 1)
 
 
 # --------------------------------------------------------------------------
@@ -274,9 +325,8 @@ def validate_specs(specs: Sequence[BlockSpec], family: str, min_level: int,
   """Raises ValueError naming the block index and field of the first problem."""
   sizes = filter_sizes(family)
   lowest, highest = min(sizes), max(sizes)
-  if not (isinstance(min_level, int) and isinstance(max_level, int)):
-    raise ValueError(f'min_level and max_level must be integers, got '
-                     f'{min_level!r}, {max_level!r}.')
+  checks.integer('min_level', min_level)
+  checks.integer('max_level', max_level)
   if min_level > max_level:
     raise ValueError(f'min_level ({min_level}) must not exceed max_level '
                      f'({max_level}).')
@@ -322,19 +372,10 @@ def make_plan(specs: Sequence[BlockSpec], scaling: Scaling, min_level=3,
   merges follow levels, not tensor shapes, so the architecture is the same
   for every input size.
   """
+  validate_scaling(scaling)
   family = scaling.family
-  if family not in BLOCK_TYPES:
-    raise ValueError(f'scaling.family must be one of {list(BLOCK_TYPES)}, got '
-                     f'{family!r}.')
-  if not scaling.filter_size_scale > 0:
-    raise ValueError(f'scaling.filter_size_scale must be > 0, got '
-                     f'{scaling.filter_size_scale}.')
-  if not (isinstance(scaling.block_repeats, int) and scaling.block_repeats >= 1):
-    raise ValueError(f'scaling.block_repeats must be an integer >= 1, got '
-                     f'{scaling.block_repeats!r}.')
-  if not 0.0 <= stochastic_depth_rate < 1.0:
-    raise ValueError(f'stochastic_depth_rate must be in [0, 1), got '
-                     f'{stochastic_depth_rate}.')
+  checks.number('stochastic_depth_rate', stochastic_depth_rate, 0, 1,
+                high_open=True)
   specs = parse_block_specs(specs)
   validate_specs(specs, family, min_level, max_level)
   sizes = filter_sizes(family)
@@ -342,6 +383,12 @@ def make_plan(specs: Sequence[BlockSpec], scaling: Scaling, min_level=3,
 
   def width(level):
     return int(sizes[level] * scale)
+
+  narrowest = min(sizes, key=sizes.get)
+  if width(narrowest) < 1:
+    raise ValueError(f'scaling.filter_size_scale {scale} leaves level '
+                     f'{narrowest} blocks with 0 filters ({sizes[narrowest]} '
+                     f'x {scale}); use at least {1 / sizes[narrowest]:.3g}.')
 
   if family == SPINENET:
     stem_levels, stem_fn = (2, 2), BOTTLENECK

@@ -20,7 +20,7 @@ def test_classifier_level_choice_and_errors():
   assert tuple(model.get_layer('pool').input.shape) == (None, 8, 8, 24)
   with pytest.raises(ValueError, match="level 9 is not an output"):
     spinenet_tf.build_classifier(3, 'mobile-49XS', (128, 128, 3), level=9)
-  with pytest.raises(ValueError, match='num_classes must be a positive integer'):
+  with pytest.raises(ValueError, match='num_classes must be an integer >= 1'):
     spinenet_tf.build_classifier(0, 'mobile-49XS')
   with pytest.raises(ValueError, match='head must be one of'):
     spinenet_tf.build_classifier(3, 'mobile-49XS', head='mlp')

@@ -137,7 +137,7 @@ def test_rejects_bad_options():
   backbone = keras.Model(inputs, {'3': keras.layers.Conv2D(4, 1)(inputs)})
   with pytest.raises(ValueError, match='fixed input size'):
     RetinaNet(backbone, 4)
-  with pytest.raises(ValueError, match='Unknown RetinaNet options'):
+  with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['unknown_option'\]"):
     build_retinanet(unknown_option=1, **TINY)
 
 

@@ -74,7 +74,8 @@ def test_level_range_errors():
 
 
 def test_scaling_errors():
-  with pytest.raises(ValueError, match='filter_size_scale must be > 0'):
+  with pytest.raises(ValueError,
+                     match=r'filter_size_scale must be a number in \(0, inf\]'):
     spinenet_tf.build_backbone('49', scaling=dict(filter_size_scale=0.0))
   with pytest.raises(ValueError, match='block_repeats must be an integer >= 1'):
     spinenet_tf.build_backbone('49', scaling=dict(block_repeats=0))

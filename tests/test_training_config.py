@@ -57,7 +57,9 @@ def test_classification_model_keys():
   config = config_lib.config_from_dict({
       'task': 'classification',
       'model': {**MODEL, 'dropout_rate': 0.2, 'stochastic_depth_rate': 0.1,
-                'activation': 'swish'}})
+                'activation': 'swish'},
+      'train_data': {'source': 'i_naturalist2017'},
+      'eval_data': {'source': 'i_naturalist2017'}})
   assert config.model['dropout_rate'] == 0.2
   with pytest.raises(ValueError, match=r'model\.num_convs'):
     config_lib.config_from_dict({'task': 'classification',

@@ -3,12 +3,13 @@
 import keras
 from keras import ops
 
-from spinenet_tf.layers.common import (PACKAGE, ConvNormAct, NormConfigMixin,
-                                       check_activation, norm_config)
+from spinenet_tf.layers.common import (PACKAGE, ConvNormAct, Layer,
+                                       NormConfigMixin, check_activation,
+                                       norm_config)
 from spinenet_tf.layers.stochastic_depth import StochasticDepth
 
 
-class _Block(NormConfigMixin, keras.layers.Layer):
+class _Block(NormConfigMixin, Layer):
   """Shared settings of the three blocks: strides, activation, BN, drop rate."""
 
   def __init__(self, strides=1, activation='relu', stochastic_depth_rate=0.0,
@@ -120,7 +121,7 @@ class BottleneckBlock(_ResNetBlock):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SqueezeExcite(keras.layers.Layer):
+class SqueezeExcite(Layer):
   """Global pool, 1x1 reduce + relu, 1x1 expand + gate, rescale the input."""
 
   def __init__(self, reduced_filters, gating='hard_sigmoid', **kwargs):

@@ -1,10 +1,24 @@
 """Conv + BatchNorm + activation, the unit every SpineNet layer is made of,
 and the BatchNorm it uses."""
 
+import inspect
+
 import keras
 
 PACKAGE = 'spinenet_tf'
 ACTIVATIONS = ('relu', 'swish', 'linear', None)
+# What keras.layers.Layer itself takes.
+LAYER_KEYWORDS = ('name', 'trainable', 'dtype', 'autocast',
+                  'activity_regularizer', 'input_shape', 'input_dim')
+
+
+def refuse_unknown_keywords(owner, kwargs, known):
+  """Raises TypeError naming the keyword arguments of `kwargs` that `owner`
+  does not take (`known`: the ones it does)."""
+  unknown = sorted(set(kwargs) - set(known))
+  if unknown:
+    raise TypeError(f'{owner} got unknown keyword argument(s) {unknown}; it '
+                    f'takes {sorted(known)}.')
 
 
 def check_activation(activation):
@@ -51,6 +65,21 @@ class CheckpointListsMixin:
         if not attr.startswith('_') and isinstance(value, (list, dict)):
           children.update(_listed_layers(attr, value))
     return children
+
+
+class Layer(keras.layers.Layer):
+  """keras.layers.Layer that refuses unknown keyword arguments with a
+  TypeError naming them (Keras raises ValueError)."""
+
+  def __init__(self, **kwargs):
+    if not set(kwargs) <= set(LAYER_KEYWORDS):
+      own = {name for cls in type(self).__mro__
+             if cls.__module__.startswith(PACKAGE) and '__init__' in vars(cls)
+             for name in inspect.signature(cls.__init__).parameters
+             if name not in ('self', 'kwargs')}
+      refuse_unknown_keywords(type(self).__name__, kwargs,
+                              own | set(LAYER_KEYWORDS))
+    super().__init__(**kwargs)
 
 
 class NormConfigMixin:
@@ -119,7 +148,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ConvNormAct(NormConfigMixin, keras.layers.Layer):
+class ConvNormAct(NormConfigMixin, Layer):
   """Conv2D (or depthwise) without bias, BatchNorm, then activation.
 
   Args:

@@ -4,11 +4,11 @@ weighted sum) followed by the activation."""
 import keras
 from keras import ops
 
-from spinenet_tf.layers.common import PACKAGE, check_activation
+from spinenet_tf.layers.common import PACKAGE, Layer, check_activation
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class BlockFusion(keras.layers.Layer):
+class BlockFusion(Layer):
   """Sums a list of same-shaped tensors and applies `activation`.
 
   With `weighted=True` each input gets a learned scalar weight w_i (init 1);

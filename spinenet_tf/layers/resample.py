@@ -2,13 +2,13 @@
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
+from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin, Layer,
                                        ConvNormAct, NormConfigMixin,
                                        check_activation, norm_config)
 
 
 class _ResampleBase(CheckpointListsMixin, NormConfigMixin,
-                    keras.layers.Layer):
+                    Layer):
   """Shared settings: level change, target width, activation, BN."""
 
   def __init__(self, level_change, target_filters, activation='relu',

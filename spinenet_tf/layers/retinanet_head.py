@@ -10,12 +10,12 @@ import math
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, BatchNorm,
+from spinenet_tf.layers.common import (PACKAGE, BatchNorm, Layer,
                                        CheckpointListsMixin, check_activation)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RetinaNetHead(CheckpointListsMixin, keras.layers.Layer):
+class RetinaNetHead(CheckpointListsMixin, Layer):
   """Class and box predictions for a dict of features {str(level): map}.
 
   Args:

@@ -9,7 +9,7 @@ all hidden outputs.
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin,
+from spinenet_tf.layers.common import (PACKAGE, CheckpointListsMixin, Layer,
                                        NormConfigMixin)
 
 
@@ -32,7 +32,7 @@ def _check_positive(name, value):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpinalDense(CheckpointListsMixin, NormConfigMixin, keras.layers.Layer):
+class SpinalDense(CheckpointListsMixin, NormConfigMixin, Layer):
   """Spinal fully-connected layer mapping [..., features] to [..., units].
 
   Each hidden layer is dropout, dense (with bias), optional BatchNormalization

@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
-from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.common import PACKAGE, Layer
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class StochasticDepth(keras.layers.Layer):
+class StochasticDepth(Layer):
   """Zeroes the whole input of a sample with probability `rate` in training.
 
   Kept samples are scaled by 1 / (1 - rate), so the expectation is unchanged;

@@ -7,15 +7,18 @@ plan into layers.
 """
 
 import dataclasses
+import inspect
 import os
 
 import keras
 
+from spinenet_tf import checks
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.layers import (BlockFusion, BottleneckBlock, ConvNormAct,
                                 MBConvBlock, MobileResample, Resample,
                                 ResidualBlock)
-from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.common import (PACKAGE, check_activation,
+                                       refuse_unknown_keywords)
 
 
 def block_name(index, repeat=0):
@@ -50,9 +53,11 @@ class SpineNet(keras.Model):
                norm_momentum=0.99, norm_epsilon=1e-3,
                stochastic_depth_rate=0.0, weighted_fusion=False,
                kernel_initializer='VarianceScaling', kernel_regularizer=None,
-               name='spinenet', **kwargs):
+               name='spinenet', trainable=True):
     if isinstance(scaling, dict):
       scaling = specs_lib.scaling_from_dict(scaling)
+    _check_options(activation, use_sync_bn, norm_momentum, norm_epsilon,
+                   weighted_fusion, input_shape)
     plan = specs_lib.make_plan(block_specs, scaling, min_level, max_level,
                                stochastic_depth_rate)
     input_shape = tuple(input_shape)
@@ -64,7 +69,8 @@ class SpineNet(keras.Model):
     builder = _GraphBuilder(plan, activation, weighted_fusion, unit_args)
     inputs = keras.Input(shape=input_shape, name='image')
     outputs = builder.build(inputs)
-    super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+    super().__init__(inputs=inputs, outputs=outputs, name=name,
+                     trainable=trainable)
     self.plan = plan
     self.block_specs = tuple(specs_lib.parse_block_specs(block_specs))
     self.scaling = scaling
@@ -115,6 +121,21 @@ class SpineNet(keras.Model):
       config['kernel_regularizer'] = keras.regularizers.deserialize(
           config['kernel_regularizer'])
     return cls(**config)
+
+
+def _check_options(activation, use_sync_bn, norm_momentum, norm_epsilon,
+                   weighted_fusion, input_shape):
+  check_activation(activation)
+  checks.boolean('use_sync_bn', use_sync_bn)
+  checks.boolean('weighted_fusion', weighted_fusion)
+  checks.number('norm_momentum', norm_momentum, 0, 1, high_open=True)
+  checks.number('norm_epsilon', norm_epsilon, 0, low_open=True)
+  if (isinstance(input_shape, (str, bytes)) or
+      not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3 or
+      not all(d is None or (isinstance(d, int) and not isinstance(d, bool))
+              for d in input_shape)):
+    raise ValueError('input_shape must be (height, width, channels) of '
+                     f'integers or None, got {input_shape!r}.')
 
 
 class _GraphBuilder:
@@ -215,9 +236,23 @@ def _resolve(model_id_or_specs, scaling):
     block_specs = specs_lib.parse_block_specs(model_id_or_specs)
     source = None
   if scaling is None:
-    mobile = all(s.block_fn == specs_lib.MBCONV for s in block_specs)
+    try:
+      mobile = specs_lib.infer_family(block_specs) == specs_lib.MOBILE
+    except ValueError as e:
+      raise ValueError(f'block spec file {source!r}: {e}' if source
+                       else str(e)) from e
     scaling = specs_lib.SCALING['mobile-49' if mobile else '49']
   return block_specs, scaling, source
+
+
+# SpineNet options build_backbone passes on (the rest are its own arguments).
+BACKBONE_OPTIONS = tuple(
+    p for p in inspect.signature(SpineNet.__init__).parameters
+    if p not in ('self', 'block_specs', 'scaling', 'input_shape', 'min_level',
+                 'max_level'))
+# Model Garden's names of the scaling knobs, accepted as keyword overrides.
+SCALING_OVERRIDES = tuple(f for f in specs_lib.SCALING_FIELDS
+                          if f != 'family')
 
 
 def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
@@ -232,14 +267,24 @@ def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
     min_level, max_level: output levels.
     scaling: a `Scaling`, a dict of its fields, or a model id whose scaling to
       use; defaults to the model id's (or SpineNet-49's for custom specs).
-    **kwargs: `SpineNet` options (activation, use_sync_bn,
-      stochastic_depth_rate, weighted_fusion, norm_momentum, ...).
+    **kwargs: `SpineNet` options (`BACKBONE_OPTIONS`: activation,
+      use_sync_bn, stochastic_depth_rate, weighted_fusion, norm_momentum,
+      ...) and, as in Model Garden, overrides of single scaling fields
+      (`SCALING_OVERRIDES`: endpoints_num_filters, filter_size_scale,
+      resample_alpha, block_repeats, expand_ratio, se_ratio). Anything else
+      is a TypeError naming it.
 
   Returns:
     A `SpineNet` keras.Model mapping images to {str(level): features}.
   """
+  refuse_unknown_keywords('build_backbone', kwargs,
+                          BACKBONE_OPTIONS + SCALING_OVERRIDES)
+  overrides = {k: kwargs.pop(k) for k in SCALING_OVERRIDES if k in kwargs}
   block_specs, scaling, source = _resolve(model_id_or_specs, scaling)
   try:
+    if overrides:
+      scaling = dataclasses.replace(scaling, **overrides)
+      specs_lib.validate_scaling(scaling)
     return SpineNet(block_specs, scaling, input_shape, min_level, max_level,
                     **kwargs)
   except ValueError as e:

@@ -6,13 +6,14 @@ picks another one.
 
 import keras
 
+from spinenet_tf import checks
 from spinenet_tf.layers.spinal_dense import SpinalDense
 from spinenet_tf.models.backbone import build_backbone
 
 HEADS = ('dense', 'spinal')
 
 
-def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
+def build_classifier(num_classes, backbone='49', input_shape=(256, 256, 3),
                      level=None, dropout_rate=0.0, head='dense',
                      add_head_batch_norm=False, spinal_layer_width=128,
                      spinal_num_layers=4, spinal_num_splits=2,
@@ -23,7 +24,8 @@ def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
     num_classes: number of output logits.
     backbone: a model id / spec list / YAML path for `build_backbone`, or an
       already built `SpineNet` (or any model returning a dict of features).
-    input_shape: (height, width, 3) of the images.
+    input_shape: (height, width, 3) of the images; sides divisible by 128
+      (2**7, the highest level), or None for any such size.
     level: feature level to classify from (a key of the backbone's outputs);
       default the highest level.
     dropout_rate: dropout before the dense layer (before every dense of the
@@ -39,15 +41,15 @@ def build_classifier(num_classes, backbone='49', input_shape=(224, 224, 3),
   Returns:
     A keras.Model mapping images to logits [batch, num_classes].
   """
-  if not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f'num_classes must be a positive integer, got {num_classes!r}.')
-  if head not in HEADS:
-    raise ValueError(f'head must be one of {list(HEADS)}, got {head!r}.')
+  checks.integer('num_classes', num_classes, 1)
+  checks.choice('head', head, HEADS)
+  checks.number('dropout_rate', dropout_rate, 0, 1, high_open=True)
+  checks.boolean('add_head_batch_norm', add_head_batch_norm)
   if not isinstance(backbone, keras.Model):
     backbone = build_backbone(backbone, input_shape, **backbone_kwargs)
   elif backbone_kwargs:
-    raise ValueError(f'backbone options {sorted(backbone_kwargs)} given with an '
-                     'already built backbone.')
+    raise TypeError(f'backbone options {sorted(backbone_kwargs)} given with an '
+                    'already built backbone.')
   inputs = keras.Input(shape=tuple(input_shape), name='image')
   features = backbone(inputs)
   levels = sorted(features, key=int)

@@ -15,9 +15,11 @@ y = {'boxes': [B, M, 4], 'classes': [B, M]}.
 import keras
 from keras import ops
 
+from spinenet_tf import checks
 from spinenet_tf.detection import anchors as anchors_lib
 from spinenet_tf.detection import assigner, losses, postprocess
-from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.common import (PACKAGE, check_activation,
+                                       refuse_unknown_keywords)
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
 from spinenet_tf.models.backbone import build_backbone
 
@@ -36,11 +38,46 @@ DEFAULTS = dict(
 
 
 def _settings(options):
-  unknown = set(options) - set(DEFAULTS)
-  if unknown:
-    raise ValueError(f'Unknown RetinaNet options {sorted(unknown)}; known: '
-                     f'{sorted(DEFAULTS)}.')
-  return {**DEFAULTS, **options}
+  """DEFAULTS updated by `options`, checked; unknown keys are a TypeError."""
+  refuse_unknown_keywords('RetinaNet', options, DEFAULTS)
+  s = {**DEFAULTS, **options}
+  for key in ('num_scales', 'num_filters', 'pre_nms_top_k', 'max_detections'):
+    checks.integer(key, s[key], 1)
+  checks.integer('num_convs', s['num_convs'], 0)
+  for key in ('min_level', 'max_level'):
+    checks.integer(key, s[key], 1)
+  ratios = s['aspect_ratios']
+  if not isinstance(ratios, (list, tuple)) or not ratios:
+    raise ValueError(f'aspect_ratios must be a non-empty list of positive '
+                     f'numbers, got {ratios!r}.')
+  for ratio in ratios:
+    checks.number('aspect_ratios[i]', ratio, 0, low_open=True)
+  for key in ('anchor_size', 'huber_delta', 'norm_epsilon'):
+    checks.number(key, s[key], 0, low_open=True)
+  checks.number('focal_alpha', s['focal_alpha'], 0, 1)
+  checks.number('focal_gamma', s['focal_gamma'], 0)
+  checks.number('box_loss_weight', s['box_loss_weight'], 0)
+  checks.number('prior_probability', s['prior_probability'], 0, 1,
+                low_open=True, high_open=True)
+  checks.number('positive_threshold', s['positive_threshold'], 0, 1,
+                low_open=True)
+  checks.number('negative_threshold', s['negative_threshold'], 0,
+                s['positive_threshold'])
+  checks.number('score_threshold', s['score_threshold'], 0, 1,
+                high_open=True)
+  checks.number('iou_threshold', s['iou_threshold'], 0, 1, low_open=True)
+  checks.number('norm_momentum', s['norm_momentum'], 0, 1, high_open=True)
+  for key in ('use_sync_bn', 'class_agnostic_nms'):
+    checks.boolean(key, s[key])
+  check_activation(s['activation'])
+  weights = s['box_coder_weights']
+  if weights is not None and not (
+      isinstance(weights, (list, tuple)) and len(weights) == 4):
+    raise ValueError(f'box_coder_weights must be None or 4 positive numbers, '
+                     f'got {weights!r}.')
+  for weight in weights or ():
+    checks.number('box_coder_weights[i]', weight, 0, low_open=True)
+  return s
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -65,6 +102,7 @@ class RetinaNet(keras.Model):
   def __init__(self, backbone, num_classes, name='retinanet', trainable=True,
                **options):
     settings = _settings(options)
+    checks.integer('num_classes', num_classes, 2)
     image_shape = tuple(backbone.inputs[0].shape[1:])
     if None in image_shape[:2]:
       raise ValueError('RetinaNet needs a backbone with a fixed input size '
@@ -199,6 +237,10 @@ def build_retinanet(backbone_model_id='49', num_classes=91,
     A `RetinaNet`.
   """
   settings = _settings(options)
+  checks.integer('num_classes', num_classes, 2)
+  if backbone_kwargs is not None and not isinstance(backbone_kwargs, dict):
+    raise ValueError(f'backbone_kwargs must be a mapping, got '
+                     f'{backbone_kwargs!r}.')
   shared = {k: settings[k] for k in ('activation', 'use_sync_bn',
                                      'norm_momentum', 'norm_epsilon',
                                      'kernel_regularizer')}

@@ -20,6 +20,10 @@ import typing
 import tensorflow as tf
 import yaml
 
+from spinenet_tf import checks
+from spinenet_tf.io_utils import atomic_write
+from spinenet_tf.data.classification_input import DATASETS
+from spinenet_tf.data.detection_input import SOURCES
 from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.models import classifier, retinanet
 
@@ -32,6 +36,16 @@ def _choices(*values, default):
   return dataclasses.field(default=default, metadata={'choices': values})
 
 
+def _range(default, low=None, high=None, low_open=False, high_open=False,
+           factory=None):
+  """A field whose value (each item, for lists) must lie in the range."""
+  bounds = dict(low=low, high=high, low_open=low_open, high_open=high_open)
+  if factory is not None:
+    return dataclasses.field(default_factory=factory,
+                             metadata={'range': bounds})
+  return dataclasses.field(default=default, metadata={'range': bounds})
+
+
 @dataclasses.dataclass
 class DataConfig:
   """An input pipeline. `source`: detection 'tfrecord', 'tfds' (coco/2017)
@@ -41,15 +55,15 @@ class DataConfig:
   file_pattern: typing.Optional[str] = None
   data_dir: typing.Optional[str] = None
   split: typing.Optional[str] = None
-  global_batch_size: int = 8
-  max_num_instances: int = 100
-  scale_range: typing.List[float] = dataclasses.field(
-      default_factory=lambda: [0.5, 2.0])
-  randaugment: typing.Optional[typing.List[int]] = None
-  label_smoothing: float = 0.0
-  shuffle_buffer: int = 1000
+  global_batch_size: int = _range(8, 1)
+  max_num_instances: int = _range(100, 1)
+  scale_range: typing.List[float] = _range(
+      None, 0, low_open=True, factory=lambda: [0.5, 2.0])
+  randaugment: typing.Optional[typing.List[int]] = _range(None, 0)
+  label_smoothing: float = _range(0.0, 0, 1, high_open=True)
+  shuffle_buffer: int = _range(1000, 0)
   seed: typing.Optional[int] = None
-  synthetic_num_images: int = 256
+  synthetic_num_images: int = _range(256, 1)
 
 
 @dataclasses.dataclass
@@ -57,13 +71,15 @@ class OptimizerConfig:
   """`l2_weight_decay` adds wd * sum(w**2) / 2 over kernels (not BN, not
   biases) to the loss; `global_clipnorm` clips the all-reduced gradients."""
   type: str = _choices('sgd', 'adam', 'adamw', default='sgd')
-  momentum: float = 0.9
-  nesterov: bool = False
-  weight_decay: typing.Optional[float] = None  # adamw's decoupled decay
-  l2_weight_decay: float = 0.0
-  global_clipnorm: typing.Optional[float] = None
+  momentum: float = _range(0.9, 0, 1, high_open=True)  # sgd only
+  nesterov: bool = False  # sgd only
+  # Keras's decoupled weight decay (any type); null: 0.004 for adamw (the
+  # Keras default), none for sgd and adam.
+  weight_decay: typing.Optional[float] = _range(None, 0)
+  l2_weight_decay: float = _range(0.0, 0)
+  global_clipnorm: typing.Optional[float] = _range(None, 0, low_open=True)
   use_ema: bool = False
-  ema_momentum: float = 0.9999
+  ema_momentum: float = _range(0.9999, 0, 1, high_open=True)  # with use_ema
 
 
 @dataclasses.dataclass
@@ -72,13 +88,13 @@ class ScheduleConfig:
   warmup_steps, then constant, step (learning_rate * multipliers[i] after
   boundaries[i]) or cosine decay over decay_steps (default: the rest)."""
   type: str = _choices('constant', 'step', 'cosine', default='constant')
-  learning_rate: float = 0.01
-  warmup_steps: int = 0
-  warmup_learning_rate: float = 0.0
-  boundaries: typing.List[int] = dataclasses.field(default_factory=list)
-  multipliers: typing.List[float] = dataclasses.field(default_factory=list)
-  decay_steps: typing.Optional[int] = None
-  alpha: float = 0.0
+  learning_rate: float = _range(0.01, 0)
+  warmup_steps: int = _range(0, 0)
+  warmup_learning_rate: float = _range(0.0, 0)  # with warmup_steps > 0
+  boundaries: typing.List[int] = _range(None, 1, factory=list)  # step
+  multipliers: typing.List[float] = _range(None, 0, factory=list)  # step
+  decay_steps: typing.Optional[int] = _range(None, 1)  # cosine
+  alpha: float = _range(0.0, 0, 1)  # cosine
 
 
 @dataclasses.dataclass
@@ -86,12 +102,12 @@ class TrainerConfig:
   """The loop. Checkpoints every checkpoint_interval steps and at the end;
   evaluation every eval_interval steps (0: at the end) over eval_steps
   batches (0: all); the best checkpoint by best_metric is kept in best/."""
-  train_steps: int = 100
-  steps_per_loop: int = 10
-  checkpoint_interval: int = 100
-  max_to_keep: int = 3
-  eval_interval: int = 0
-  eval_steps: int = 0
+  train_steps: int = _range(100, 1)
+  steps_per_loop: int = _range(10, 1)
+  checkpoint_interval: int = _range(100, 1)
+  max_to_keep: int = _range(3, 1)
+  eval_interval: int = _range(0, 0)
+  eval_steps: int = _range(0, 0)
   best_metric: typing.Optional[str] = None
   best_metric_mode: str = _choices('max', 'min', default='max')
   mixed_precision: str = _choices('float32', 'bfloat16', 'float16',
@@ -105,8 +121,8 @@ class TrainerConfig:
   # tf.config.experimental.enable_op_determinism() (set `seed` too): the
   # same command gives the same weights, resumed or not.
   deterministic: bool = False
-  num_summary_images: int = 3
-  log_interval_seconds: float = 10.0  # console progress line at most this often
+  num_summary_images: int = _range(3, 0)
+  log_interval_seconds: float = _range(10.0, 0)  # console line at most this often
   # Fine-tuning: weights to start a fresh run from (not a resumed one): a
   # .weights.h5 file or TF checkpoint of the whole model ('all'), or a
   # backbone .weights.h5 file ('backbone'), e.g. from convert_checkpoint.py.
@@ -178,6 +194,10 @@ def _from_dict(cls, data, prefix):
     if choices and value not in choices:
       raise ValueError(f'config key {dotted!r} must be one of '
                        f'{list(choices)}, got {value!r}.')
+    bounds = fields[key].metadata.get('range')
+    if bounds and value is not None:
+      for item in value if isinstance(value, list) else [value]:
+        checks.number(f'config key {dotted!r}', item, **bounds)
     floats = annotation is float or float in typing.get_args(annotation)
     values[key] = float(value) if floats and isinstance(value, int) else value
   return cls(**values)
@@ -215,6 +235,9 @@ def check_model(task, model):
                        f'{model[key]!r}.')
   known = _model_keys(task)
   for key, value in model.items():
+    if key in _REFUSED_MODEL_KEYS:
+      raise ValueError(f'config key model.{key} is not taken: '
+                       f'{_REFUSED_MODEL_KEYS[key]}.')
     if key not in known:
       raise ValueError(f'unknown config key model.{key} for task {task!r}; '
                        f'known: {sorted(known)}.')
@@ -231,12 +254,115 @@ def check_model(task, model):
     if not ok:
       raise ValueError(f'config key model.{key} must be '
                        f'{type(default).__name__}, got {value!r}.')
+  _check_backbone_kwargs(model.get('backbone_kwargs'))
+
+
+def _check_backbone_kwargs(options):
+  """model.backbone_kwargs (detection): build_backbone options only."""
+  if options is None:
+    return
+  if not isinstance(options, dict):
+    raise ValueError('config key model.backbone_kwargs must be a mapping, '
+                     f'got {options!r}.')
+  known = backbone_lib.BACKBONE_OPTIONS + backbone_lib.SCALING_OVERRIDES
+  for key in options:
+    if key in _REFUSED_MODEL_KEYS:
+      raise ValueError(f'config key model.backbone_kwargs.{key} is not '
+                       f'taken: {_REFUSED_MODEL_KEYS[key]}.')
+    if key not in known:
+      raise ValueError(f'unknown config key model.backbone_kwargs.{key}; '
+                       f'known: {sorted(known)}.')
+
+
+# Keys that act only in some settings: (section, key) -> (applies(config),
+# where they act). Set to anything but their default elsewhere, they are
+# refused rather than ignored.
+_DETECTION = lambda c: c.task == 'detection'  # noqa: E731
+_CLASSIFICATION = lambda c: c.task == 'classification'  # noqa: E731
+_TRAIN_DETECTION = {'max_num_instances', 'scale_range', 'synthetic_num_images'}
+_CONDITIONAL = {
+    ('optimizer', 'momentum'): (lambda c: c.optimizer.type == 'sgd',
+                                'optimizer.type sgd'),
+    ('optimizer', 'nesterov'): (lambda c: c.optimizer.type == 'sgd',
+                                'optimizer.type sgd'),
+    ('optimizer', 'ema_momentum'): (lambda c: c.optimizer.use_ema,
+                                    'optimizer.use_ema true'),
+    ('schedule', 'boundaries'): (lambda c: c.schedule.type == 'step',
+                                 'schedule.type step'),
+    ('schedule', 'multipliers'): (lambda c: c.schedule.type == 'step',
+                                  'schedule.type step'),
+    ('schedule', 'decay_steps'): (lambda c: c.schedule.type == 'cosine',
+                                  'schedule.type cosine'),
+    ('schedule', 'alpha'): (lambda c: c.schedule.type == 'cosine',
+                            'schedule.type cosine'),
+    ('schedule', 'warmup_learning_rate'): (lambda c: c.schedule.warmup_steps,
+                                           'schedule.warmup_steps > 0'),
+    ('trainer', 'best_metric_mode'): (lambda c: c.trainer.best_metric,
+                                      'trainer.best_metric'),
+    ('trainer', 'init_checkpoint_modules'): (
+        lambda c: c.trainer.init_checkpoint, 'trainer.init_checkpoint'),
+}
+for _section in ('train_data', 'eval_data'):
+  _CONDITIONAL[(_section, 'randaugment')] = (_CLASSIFICATION,
+                                             'task classification')
+  _CONDITIONAL[(_section, 'label_smoothing')] = (_CLASSIFICATION,
+                                                 'task classification')
+  _CONDITIONAL[(_section, 'file_pattern')] = (
+      lambda c, s=_section: getattr(c, s).source == 'tfrecord',
+      "source 'tfrecord'")
+  _CONDITIONAL[(_section, 'synthetic_num_images')] = (
+      lambda c, s=_section: getattr(c, s).source == 'synthetic',
+      "source 'synthetic'")
+  for _key in ('max_num_instances',):
+    _CONDITIONAL[(_section, _key)] = (_DETECTION, 'task detection')
+_CONDITIONAL[('train_data', 'scale_range')] = (_DETECTION, 'task detection')
+for _key in ('scale_range', 'shuffle_buffer', 'randaugment',
+             'label_smoothing'):
+  _CONDITIONAL[('eval_data', _key)] = (lambda c: False, 'training data')
+# The model's weight penalty is the optimizer's (one place, one meaning).
+_REFUSED_MODEL_KEYS = {
+    'kernel_regularizer': 'use optimizer.l2_weight_decay (the trainer adds '
+                          'it to the loss; a model regularizer would not be '
+                          'trained)'}
+
+
+def check_consistency(config):
+  """Refuses keys set where they have no effect, sources the task cannot
+  read, and malformed lists; errors name the dotted key."""
+  for (section, key), (applies, where) in _CONDITIONAL.items():
+    value = getattr(getattr(config, section), key)
+    default = getattr(type(getattr(config, section))(), key)
+    if value != default and not applies(config):
+      raise ValueError(f'config key {section}.{key} = {value!r} has no effect '
+                       f'here: it applies only with {where}.')
+  sources = SOURCES if config.task == 'detection' else tuple(DATASETS)
+  for section in ('train_data', 'eval_data'):
+    data = getattr(config, section)
+    if data.source not in sources:
+      raise ValueError(f'config key {section}.source must be one of '
+                       f'{list(sources)} for task {config.task!r}, got '
+                       f'{data.source!r}.')
+    if len(data.scale_range) != 2 or data.scale_range[0] > data.scale_range[1]:
+      raise ValueError(f'config key {section}.scale_range must be [min, max] '
+                       f'with min <= max, got {data.scale_range!r}.')
+    if data.randaugment is not None and len(data.randaugment) != 2:
+      raise ValueError(f'config key {section}.randaugment must be '
+                       f'[num_layers, magnitude], got {data.randaugment!r}.')
+  schedule = config.schedule
+  if len(schedule.boundaries) != len(schedule.multipliers):
+    raise ValueError('config keys schedule.boundaries and '
+                     'schedule.multipliers need the same length, got '
+                     f'{schedule.boundaries!r} and {schedule.multipliers!r}.')
+  if list(schedule.boundaries) != sorted(set(schedule.boundaries)):
+    raise ValueError('config key schedule.boundaries must increase, got '
+                     f'{schedule.boundaries!r}.')
 
 
 def config_from_dict(data):
   """A checked `ExperimentConfig` from a plain dict."""
   config = _from_dict(ExperimentConfig, data or {}, '')
   check_model(config.task, config.model)
+  check_consistency(config)
   return config
 
 
@@ -308,7 +434,7 @@ def load_experiment(path=None, overrides=()):
 
 
 def save_experiment(config, path):
-  """Writes the resolved config as YAML (next to the checkpoints)."""
+  """Writes the resolved config as YAML (next to the checkpoints),
+  atomically: a reader sees the old file or the new one."""
   tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-  with tf.io.gfile.GFile(path, 'w') as f:
-    yaml.safe_dump(config.as_dict(), f, sort_keys=False)
+  atomic_write(path, yaml.safe_dump(config.as_dict(), sort_keys=False))

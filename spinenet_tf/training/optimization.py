@@ -60,18 +60,28 @@ def build_schedule(config, train_steps):
   return LinearWarmup(schedule, warmup, config.warmup_learning_rate)
 
 
+# optimizer.weight_decay null with type adamw: Keras's AdamW default.
+ADAMW_DEFAULT_WEIGHT_DECAY = 0.004
+
+
 def build_optimizer(config, schedule, mixed_precision='float32'):
   """An `OptimizerConfig` -> a Keras optimizer (loss-scaled for float16).
   Clipping is left to the loop (it clips the all-reduced gradients)."""
-  ema = dict(use_ema=config.use_ema, ema_momentum=config.ema_momentum)
+  weight_decay = config.weight_decay
+  if weight_decay is None and config.type == 'adamw':
+    weight_decay = ADAMW_DEFAULT_WEIGHT_DECAY
+  common = dict(use_ema=config.use_ema, ema_momentum=config.ema_momentum)
   if config.type == 'sgd':
-    optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                     nesterov=config.nesterov, **ema)
+    optimizer = keras.optimizers.SGD(
+        schedule, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=weight_decay or None, **common)
   elif config.type == 'adam':
-    optimizer = keras.optimizers.Adam(schedule, **ema)
-  else:
+    optimizer = keras.optimizers.Adam(
+        schedule, weight_decay=weight_decay or None, **common)
+  else:  # AdamW takes a float; 0.0 applies no decay.
     optimizer = keras.optimizers.AdamW(
-        schedule, weight_decay=config.weight_decay or 0.004, **ema)
+        schedule, weight_decay=float(weight_decay), **common)
+  if weight_decay:
     optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
   if mixed_precision == 'float16':
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
