@@ -1,9 +1,13 @@
 """Tasks: what the loop trains (model, datasets, loss, evaluation).
 
 A task gives `build_model()`, `train_dataset(input_context)` (per-replica
-batches of the global batch, repeated), `eval_dataset()`, `losses(model,
+batches of the global batch, repeated), `eval_dataset(input_context)`
+(per-replica batches of this pipeline's share, one pass), `losses(model,
 outputs, labels)` -> dict of `LOSS_NAMES` with 'total_loss' (per replica;
-the loop divides by the number of replicas) and `evaluate(model, dataset, steps)` -> metrics.
+the loop divides by the number of replicas) and `evaluate(model, dataset,
+steps)` -> metrics, where `dataset` is `eval_dataset` itself (distributed
+under the current strategy: `training/eval_loop.py`) or a tf.data.Dataset
+(one replica).
 """
 
 import os
@@ -17,6 +21,7 @@ from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import build_detection_dataset
 from spinenet_tf.detection.evaluate import evaluate_detector
 from spinenet_tf.export.model_config import build_model_from_config
+from spinenet_tf.training.eval_loop import EvalRun
 from spinenet_tf.viz.boxes import draw_detections
 
 
@@ -77,17 +82,18 @@ class DetectionTask(Task):
   def train_dataset(self, input_context=None):
     return self._dataset(self.config.train_data, True, input_context).repeat()
 
-  def eval_dataset(self):
-    return self._dataset(self.config.eval_data, False,
-                         batch_size=self.config.eval_data.global_batch_size)
+  def eval_dataset(self, input_context=None):
+    return self._dataset(self.config.eval_data, False, input_context)
 
   def losses(self, model, outputs, labels):
     return model.detection_losses(outputs, labels['boxes'], labels['classes'])
 
-  def evaluate(self, model, dataset, steps=0):
-    if steps:
-      dataset = dataset.take(steps)
-    return evaluate_detector(model, dataset)
+  def evaluate(self, model, dataset=None, steps=0):
+    """COCO metrics under the current strategy; `dataset`: `eval_dataset`
+    by default."""
+    return evaluate_detector(
+        model, self.eval_dataset if dataset is None else dataset,
+        steps=steps, global_batch_size=self.config.eval_data.global_batch_size)
 
   def summary_images(self, model, num_images):
     """uint8 [N, H, W, 3]: the first eval images with their detections
@@ -121,8 +127,8 @@ class ClassificationTask(Task):
   def train_dataset(self, input_context=None):
     return self._dataset(self.config.train_data, True, input_context).repeat()
 
-  def eval_dataset(self):
-    return self._dataset(self.config.eval_data, False)
+  def eval_dataset(self, input_context=None):
+    return self._dataset(self.config.eval_data, False, input_context)
 
   def losses(self, model, outputs, labels):
     logits = tf.cast(outputs, tf.float32)
@@ -134,23 +140,30 @@ class ClassificationTask(Task):
                                                           from_logits=True)
     return {'total_loss': tf.reduce_mean(loss)}
 
-  def evaluate(self, model, dataset, steps=0):
-    if steps:
-      dataset = dataset.take(steps)
-    top1, top5 = (keras.metrics.TopKCategoricalAccuracy(k=k)
-                  for k in (1, 5))
-    predict = tf.function(lambda images: model(images, training=False))
-    num_classes = self.config.model['num_classes']
-    for images, labels in dataset:
-      if labels.shape.rank == 1:
-        labels = tf.one_hot(labels, num_classes)
+  def evaluate(self, model, dataset=None, steps=0):
+    """Top-1 / top-5 accuracy under the current strategy: each replica
+    counts its hits, the counts are summed over replicas and workers.
+    `dataset`: `eval_dataset` by default."""
+    def hits(images, labels):
       # Mixed precision gives bfloat16 / float16 logits; in_top_k takes
       # only float32.
-      logits = tf.cast(predict(images), tf.float32)
-      top1.update_state(labels, logits)
-      top5.update_state(labels, logits)
-    return {'top_1_accuracy': float(top1.result()),
-            'top_5_accuracy': float(top5.result())}
+      logits = tf.cast(model(images, training=False), tf.float32)
+      targets = (tf.argmax(labels, axis=-1, output_type=tf.int32)
+                 if labels.shape.rank == 2 else tf.cast(labels, tf.int32))
+      return {f'top_{k}': tf.cast(tf.math.in_top_k(targets, logits, k),
+                                  tf.int32) for k in (1, 5)}
+
+    run = EvalRun(None, hits,
+                  self.eval_dataset if dataset is None else dataset,
+                  self.config.eval_data.global_batch_size, steps)
+    top1 = top5 = 0
+    for outputs in run:
+      top1 += int(outputs['top_1'].sum())
+      top5 += int(outputs['top_5'].sum())
+    if not run.num_images:
+      raise ValueError('No images to evaluate.')
+    return {'top_1_accuracy': top1 / run.num_images,
+            'top_5_accuracy': top5 / run.num_images}
 
 
 def build_task(config, data_dir=None):
