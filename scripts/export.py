@@ -23,16 +23,22 @@ The SavedModel's signatures (serving_default on uint8 images, image_bytes,
 tf_example) and outputs are documented in spinenet_tf/export/saved_model.py,
 the TFLite model's in spinenet_tf/export/tflite.py. The config is copied to
 <export_dir>/assets.extra/model_config.yaml.
+
+A user error (missing or bad config file, unknown model key, a checkpoint
+of another architecture, an existing --export_dir without --overwrite)
+prints one line `error: ...` on stderr and exits with status 1 (2 for a flag
+error); --verbose shows the trace. Export folders may be gs:// paths.
 """
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
+from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
@@ -66,28 +72,39 @@ def _log_network_error(model, module):
                max_abs_difference(model, module.network, images))
 
 
-def main(argv):
-  del argv
-  if not FLAGS.export_dir and not FLAGS.tflite_file:
-    sys.exit('error: give --export_dir and/or --tflite_file.')
+def load_model():
+  """The model of --config_file with the weights of --checkpoint; errors
+  name the flag and file."""
+  config = model_config.load_config(FLAGS.config_file)
   try:
-    config = model_config.load_config(FLAGS.config_file)
     model = model_config.build_model_from_config(config)
-    if FLAGS.checkpoint:
-      load_checkpoint(model, FLAGS.checkpoint)
-    else:
-      logging.warning('No --checkpoint: exporting random weights.')
-  except (OSError, ValueError, AssertionError) as e:
-    sys.exit(f'error: {e}')
+  except (TypeError, ValueError) as e:
+    raise cli.UserError(f'--config_file {FLAGS.config_file}: model: {e}'
+                        ) from e
+  if FLAGS.checkpoint:
+    load_checkpoint(model, FLAGS.checkpoint)
+  else:
+    logging.warning('No --checkpoint: exporting random weights.')
+  return config, model
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
+                        '--flag.')
+  if not FLAGS.export_dir and not FLAGS.tflite_file:
+    raise cli.UserError('give --export_dir and/or --tflite_file.')
+  if (FLAGS.export_dir and tf.io.gfile.exists(FLAGS.export_dir) and
+      not FLAGS.overwrite):
+    raise cli.UserError(f'--export_dir {FLAGS.export_dir} exists; pass '
+                        '--overwrite to replace it.')
+  config, model = load_model()
   if FLAGS.export_dir:
-    try:
-      module = export_saved_model(
-          model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
-          fold=FLAGS.fold_batchnorm, dtype=FLAGS.dtype, jit_compile=FLAGS.xla,
-          top_k=FLAGS.top_k,
-          extra_files={'model_config.yaml': yaml.safe_dump(config)})
-    except (FileExistsError, ValueError) as e:
-      sys.exit(f'error: {e}')
+    module = export_saved_model(
+        model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
+        fold=FLAGS.fold_batchnorm, dtype=FLAGS.dtype, jit_compile=FLAGS.xla,
+        top_k=FLAGS.top_k,
+        extra_files={'model_config.yaml': yaml.safe_dump(config)})
     logging.info('SavedModel written to %s', FLAGS.export_dir)
     _log_network_error(model, module)
   if FLAGS.tflite_file:
@@ -96,4 +113,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

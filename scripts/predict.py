@@ -11,7 +11,12 @@ COCO results JSON.
 signature); --config_file and --checkpoint build the model as export.py does
 and run the same serving function in process. --input is an image file or a
 folder (its .jpg/.jpeg/.png/.gif/.bmp files, sorted). Files that cannot be
-decoded are skipped and counted.
+decoded are skipped and counted; when none can, that is an error.
+
+A user error (a missing --input, no decodable image, a --saved_model that
+is not an export, a bad config or checkpoint) prints one line `error: ...`
+on stderr and exits with status 1 (2 for a flag error); --verbose shows the
+trace.
 
 Detection writes, in --output_dir:
   <name>.png        the image with its detections (score >= --score_threshold)
@@ -24,14 +29,14 @@ Classification writes predictions.json: [{file_name, top_k_classes,
 top_k_probabilities}].
 """
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
+from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
                                              write_results_json)
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
@@ -59,12 +64,17 @@ flags.mark_flags_as_required(['input', 'output_dir'])
 
 def list_images(path):
   """The image files at `path` (a file, or a folder's images, sorted)."""
-  if os.path.isfile(path):
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'--input {path}: no such file or folder.')
+  if not tf.io.gfile.isdir(path):
     return [path]
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path} is neither a file nor a folder.')
-  return [os.path.join(path, name) for name in sorted(os.listdir(path))
-          if name.lower().endswith(IMAGE_EXTENSIONS)]
+  files = [os.path.join(path, name.rstrip('/'))
+           for name in sorted(tf.io.gfile.listdir(path))
+           if name.lower().endswith(IMAGE_EXTENSIONS)]
+  if not files:
+    raise cli.UserError(f'--input {path}: the folder has no '
+                        f'{"/".join(IMAGE_EXTENSIONS)} files.')
+  return files
 
 
 def image_ids(files):
@@ -89,7 +99,18 @@ def load_predictor():
   """(function: encoded image strings [N] -> dict of numpy outputs, whether
   the model is a detector)."""
   if FLAGS.saved_model:
-    function = tf.saved_model.load(FLAGS.saved_model).signatures['image_bytes']
+    if not tf.io.gfile.exists(os.path.join(FLAGS.saved_model,
+                                           'saved_model.pb')):
+      raise cli.UserError(f'--saved_model {FLAGS.saved_model}: not a '
+                          'SavedModel folder (no saved_model.pb); give an '
+                          'export_dir written by scripts/export.py.')
+    signatures = tf.saved_model.load(FLAGS.saved_model).signatures
+    if 'image_bytes' not in signatures:
+      raise cli.UserError(f'--saved_model {FLAGS.saved_model}: has no '
+                          'image_bytes signature (found '
+                          f'{sorted(signatures)}); export it with '
+                          'scripts/export.py.')
+    function = signatures['image_bytes']
     run = lambda encoded: function(image_bytes=encoded)  # noqa: E731
     is_detector = 'boxes' in function.structured_outputs
   else:
@@ -103,15 +124,20 @@ def load_predictor():
   return predict, is_detector
 
 
+def read_bytes(path):
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    return f.read()
+
+
 def predict_all(predict, files):
-  """[(file index, outputs of that image)], skipping undecodable files."""
-  results = []
+  """([(file index, outputs of that image)], {file: why skipped}),
+  skipping undecodable files."""
+  results, skipped = [], {}
   for start in range(0, len(files), FLAGS.batch_size):
     batch = list(range(start, min(start + FLAGS.batch_size, len(files))))
     encoded = []
     for i in batch:
-      with open(files[i], 'rb') as f:
-        encoded.append(f.read())
+      encoded.append(read_bytes(files[i]))
     try:
       outputs = predict(encoded)
       results += [(i, {k: v[j] for k, v in outputs.items()})
@@ -122,14 +148,17 @@ def predict_all(predict, files):
           outputs = predict(encoded[j:j + 1])
           results.append((i, {k: v[0] for k, v in outputs.items()}))
         except tf.errors.InvalidArgumentError as e:
-          logging.warning('skipped %s: %s', files[i], e.message.strip())
-  return results
+          skipped[files[i]] = cli.one_line(e)
+          logging.warning('skipped %s: %s', files[i], skipped[files[i]])
+  return results, skipped
 
 
 def read_class_names(path):
   if path is None:
     return None
-  with open(path) as f:
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'--class_names {path}: no such file.')
+  with tf.io.gfile.GFile(path) as f:
     return [line.strip() for line in f]
 
 
@@ -137,8 +166,7 @@ def write_detections(files, results, class_names):
   ids, names = image_ids(files), output_names(files)
   coco_results, coco_images = [], []
   for i, outputs in results:
-    with open(files[i], 'rb') as f:
-      image = decode_image(f.read()).numpy()
+    image = decode_image(read_bytes(files[i])).numpy()
     draw_detections(image, outputs['boxes'], outputs['classes'],
                     outputs['scores'], class_names, FLAGS.score_threshold,
                     path=os.path.join(FLAGS.output_dir, names[i]))
@@ -166,22 +194,28 @@ def write_classifications(files, results):
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
+                        '--flag.')
   if bool(FLAGS.saved_model) == bool(FLAGS.config_file and FLAGS.checkpoint):
-    sys.exit('error: give either --saved_model or --config_file and '
-             '--checkpoint.')
-  try:
-    files = list_images(FLAGS.input)
-    output_names(files)
-    class_names = read_class_names(FLAGS.class_names)
-    predict, is_detector = load_predictor()
-  except (OSError, ValueError, AssertionError) as e:
-    sys.exit(f'error: {e}')
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  results = predict_all(predict, files)
-  if len(results) < len(files):
+    raise cli.UserError('give either --saved_model or --config_file and '
+                        '--checkpoint.')
+  if FLAGS.batch_size < 1:
+    raise cli.UserError(f'--batch_size must be >= 1, got {FLAGS.batch_size}.')
+  files = list_images(FLAGS.input)
+  output_names(files)
+  class_names = read_class_names(FLAGS.class_names)
+  predict, is_detector = load_predictor()
+  results, skipped = predict_all(predict, files)
+  if not results:
+    example, why = next(iter(skipped.items()))
+    raise cli.UserError(f'--input {FLAGS.input}: none of the {len(files)} '
+                        f'files could be decoded as an image (e.g. {example}: '
+                        f'{why}).')
+  if skipped:
     logging.warning('%d of %d files could not be decoded and were skipped.',
-                    len(files) - len(results), len(files))
+                    len(skipped), len(files))
+  tf.io.gfile.makedirs(FLAGS.output_dir)
   if is_detector:
     write_detections(files, results, class_names)
   else:
@@ -189,4 +223,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -3,6 +3,8 @@ variable, loading a checkpoint or `.weights.h5` file, and the initial
 weights of a fine-tuning run."""
 
 import os
+import tempfile
+import warnings
 
 import tensorflow as tf
 
@@ -36,18 +38,106 @@ def load_checkpoint(model, path):
   """Loads `model`'s weights from a Keras `.weights.h5` file, or a TF
   checkpoint of `tf.train.Checkpoint(model=model)` such as a training run's
   (a prefix, or a directory: its latest checkpoint). Every model variable
-  must be restored."""
+  must be restored.
+
+  A file of another architecture raises one ValueError that summarises the
+  mismatch (how many variables differ in shape, are missing from the file,
+  or are in the file but not in the model, with up to 3 example names);
+  some variables may already have been assigned when it is raised.
+  """
   path = os.fspath(path)
   if path.endswith('.weights.h5'):
-    model.load_weights(path)
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f'checkpoint {path}: no such file.')
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      try:
+        model.load_weights(path)
+        failed = None
+      except ValueError as e:
+        failed = e
+    skipped = [w for w in caught if 'Skipping' in str(w.message) or
+               'could not be loaded' in str(w.message)]
+    if failed is not None or skipped:
+      raise ValueError(_mismatch(model, path, _h5_shapes(path),
+                                 _saved_shapes(model, 'h5'))) from failed
+    for w in caught:  # the harmless ones, as they would have been shown
+      warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return
-  if os.path.isdir(path):
+  if tf.io.gfile.isdir(path):
     latest = tf.train.latest_checkpoint(path)
     if latest is None:
       raise FileNotFoundError(f'no TF checkpoint in {path}.')
     path = latest
+  try:
+    reader = tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise ValueError(f'checkpoint {path}: not a .weights.h5 file nor a '
+                     'readable TF checkpoint (a prefix such as ckpt-10, or '
+                     'a directory of checkpoints).') from e
   checkpoint = model_checkpoint(model)
-  checkpoint.read(path).expect_partial().assert_existing_objects_matched()
+  try:
+    checkpoint.read(path).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError) as e:
+    raise ValueError(_mismatch(
+        model, path, _tf_shapes(reader, 'model/'),
+        _saved_shapes(model, 'tf'))) from e
+
+
+_TF_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+
+
+def _tf_shapes(reader, prefix):
+  """{variable key without prefix and suffix: shape} of a TF checkpoint."""
+  return {k[len(prefix):-len(_TF_SUFFIX)]: tuple(shape) for k, shape in
+          reader.get_variable_to_shape_map().items()
+          if k.startswith(prefix) and k.endswith(_TF_SUFFIX)}
+
+
+def _h5_shapes(path):
+  """{dataset path: shape} of a Keras .weights.h5 file."""
+  import h5py  # Keras's own dependency for .weights.h5
+  shapes = {}
+  with tf.io.gfile.GFile(path, 'rb') as f, h5py.File(f, 'r') as h5:
+    h5.visititems(lambda name, item: shapes.__setitem__(
+        name, tuple(item.shape)) if isinstance(item, h5py.Dataset) else None)
+  return shapes
+
+
+def _saved_shapes(model, kind):
+  """The shapes a file of `model` itself would hold (written to a temporary
+  folder and read back: the names are the format's own)."""
+  with tempfile.TemporaryDirectory() as directory:
+    if kind == 'h5':
+      target = os.path.join(directory, 'model.weights.h5')
+      model.save_weights(target)
+      return _h5_shapes(target)
+    prefix = model_checkpoint(model).write(os.path.join(directory, 'ckpt'))
+    return _tf_shapes(tf.train.load_checkpoint(prefix), 'model/')
+
+
+def _mismatch(model, path, found, expected, examples=3):
+  """One line: how `found` (the file's {name: shape}) differs from
+  `expected` (the model's)."""
+  wrong = sorted(k for k in expected
+                 if k in found and found[k] != expected[k])
+  missing = sorted(k for k in expected if k not in found)
+  extra = sorted(k for k in found if k not in expected)
+  parts = []
+  if wrong:
+    shown = ', '.join(f'{k} (file {found[k]}, model {expected[k]})'
+                      for k in wrong[:examples])
+    parts.append(f'{len(wrong)} differ in shape, e.g. {shown}')
+  if missing:
+    parts.append(f'{len(missing)} are missing from the file, e.g. '
+                 f'{", ".join(missing[:examples])}')
+  if extra:
+    parts.append(f'{len(extra)} in the file are not in the model, e.g. '
+                 f'{", ".join(extra[:examples])}')
+  summary = '; '.join(parts) or 'the file does not restore every variable'
+  return (f'checkpoint {path} does not match {model.name} (another '
+          f'architecture or config?): of the model\'s {len(expected)} '
+          f'variables, {summary}.')
 
 
 def load_initial_weights(model, path, modules='all'):

@@ -39,7 +39,12 @@ def load_config(path):
   """Reads a YAML model config, or the task and model of a training
   experiment file (configs/*.yaml, a run's params.yaml); errors name the
   file."""
-  with open(path) as f:
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'config file {path}: no such file.')
+  if tf.io.gfile.isdir(path):
+    raise IsADirectoryError(f'config file {path}: is a folder; expected a '
+                            'YAML file.')
+  with tf.io.gfile.GFile(path) as f:
     text = f.read()
   try:
     config = yaml.safe_load(text)

@@ -14,7 +14,6 @@ unknown size it silently drops the output merges).
 import dataclasses
 import os
 import re
-import sys
 
 import numpy as np
 
@@ -249,80 +248,131 @@ def convert_checkpoint(checkpoint_path, model, prefix=None):
   order = reference_layer_order(model.plan)
   ref_layers = {int(m.group(2)) for m in map(_KEY_RE.match, shapes)
                 if m and m.group(1) == prefix}
-  if len(ref_layers) != len(order):
-    raise ValueError(
-        f'{checkpoint_path}: the checkpoint has {len(ref_layers)} weighted '
-        f'layers under {prefix!r}, this SpineNet has {len(order)}; build the '
-        'model with the variant, levels and specs the checkpoint was trained '
-        'with.')
-  assignments, assigned = [], set()
+  assignments, assigned, missing, wrong = [], set(), [], []
   for index, entry in enumerate(order):
     for sub_path, variable in _variable_targets(model, entry):
       key = f'{prefix}layer_with_weights-{index}/{sub_path}{_VALUE_SUFFIX}'
       if key not in shapes:
-        raise ValueError(f'{checkpoint_path}: missing {key} for our '
-                         f'{entry.layer}/{variable.path}.')
-      if tuple(shapes[key]) != tuple(variable.shape):
-        raise ValueError(f'{checkpoint_path}: {key} has shape {shapes[key]}, '
-                         f'our {variable.path} has {tuple(variable.shape)}.')
-      assignments.append((variable, key))
-      assigned.add(id(variable))
-  unassigned = [v.path for v in model.weights if id(v) not in assigned]
-  if unassigned:
-    raise ValueError(f'no checkpoint value for our variables {unassigned[:5]} '
-                     f'(and {max(0, len(unassigned) - 5)} more).')
+        missing.append(f'{key[:-len(_VALUE_SUFFIX)]} (our {variable.path})')
+      elif tuple(shapes[key]) != tuple(variable.shape):
+        wrong.append(f'{key[:-len(_VALUE_SUFFIX)]} {tuple(shapes[key])} vs '
+                     f'our {variable.path} {tuple(variable.shape)}')
+      else:
+        assignments.append((variable, key))
+        assigned.add(id(variable))
+  unassigned = [v.path for v in model.weights if id(v) not in assigned and
+                not any(v.path in m for m in missing + wrong)]
+  if len(ref_layers) != len(order) or missing or wrong or unassigned:
+    parts = []
+    for what, names in (('differ in shape', wrong),
+                        ('are missing from the checkpoint', missing),
+                        ('have no checkpoint value', unassigned)):
+      if names:
+        parts.append(f'{len(names)} {what}, e.g. {"; ".join(names[:3])}')
+    raise ValueError(
+        f'{checkpoint_path} does not match this SpineNet: the checkpoint has '
+        f'{len(ref_layers)} weighted layers under {prefix!r}, the model '
+        f'{len(order)}; of its {len(model.weights)} variables, '
+        f'{", ".join(parts) or "all match"}. Build the model with the '
+        'variant, levels and specs the checkpoint was trained with.')
   for variable, key in assignments:  # all checks passed: now write
     variable.assign(np.asarray(reader.get_tensor(key)))
   return len(assignments)
 
 
-def main(argv=None):
-  """CLI: convert a Model Garden checkpoint to a Keras weights/model file."""
-  import argparse
+OUTPUT_SUFFIXES = ('.weights.h5', '.keras')
+
+
+def define_flags(flag_values=None):
+  """The converter's absl flags (scripts/convert_checkpoint.py defines them;
+  defined on demand so that importing this module defines none)."""
+  from absl import flags
+
+  flag_values = flag_values or flags.FLAGS
+  flags.DEFINE_string('checkpoint', None, 'Model Garden TF2 checkpoint '
+                      'prefix or directory.', flag_values=flag_values)
+  flags.DEFINE_string('model_id', None, 'One of '
+                      f'{", ".join(specs_lib.MODEL_IDS)}.',
+                      flag_values=flag_values)
+  flags.DEFINE_string('output', None, '.weights.h5 (weights) or .keras '
+                      '(whole model).', flag_values=flag_values)
+  flags.DEFINE_integer('input_size', None, 'Fixed square input size of the '
+                       'saved model (default: any size).', lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_integer('min_level', 3, 'Lowest output level.',
+                       flag_values=flag_values)
+  flags.DEFINE_integer('max_level', 7, 'Highest output level.',
+                       flag_values=flag_values)
+  flags.DEFINE_string('activation', 'relu', 'Activation of the backbone.',
+                      flag_values=flag_values)
+  flags.DEFINE_string('prefix', None, "Backbone object path in the "
+                      "checkpoint, e.g. 'model/backbone/'.",
+                      flag_values=flag_values)
+  for name in ('checkpoint', 'model_id', 'output'):
+    flags.mark_flag_as_required(name, flag_values=flag_values)
+
+
+def main(argv):
+  """CLI (absl, after `define_flags`): converts a Model Garden checkpoint
+  to a Keras weights/model file. User errors raise ValueError / OSError /
+  cli.UserError naming the flag (one line under `cli.run`)."""
   import tempfile
 
+  import tensorflow as tf
+  from absl import flags
+
+  from spinenet_tf import cli
   from spinenet_tf.models.backbone import build_backbone
 
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--checkpoint', required=True,
-                      help='Model Garden TF2 checkpoint prefix or directory.')
-  parser.add_argument('--model_id', required=True,
-                      help=f'one of {", ".join(specs_lib.MODEL_IDS)}')
-  parser.add_argument('--output', required=True,
-                      help='.weights.h5 (weights) or .keras (whole model).')
-  parser.add_argument('--input_size', type=int, default=None,
-                      help='fixed square input size of the saved model '
-                           '(default: any size).')
-  parser.add_argument('--min_level', type=int, default=3)
-  parser.add_argument('--max_level', type=int, default=7)
-  parser.add_argument('--activation', default='relu')
-  parser.add_argument('--prefix', default=None,
-                      help="backbone object path, e.g. 'model/backbone/'.")
-  args = parser.parse_args(argv)
-  if not args.output.endswith(('.weights.h5', '.keras')):
-    parser.error('--output must end with .weights.h5 or .keras')
+  if len(argv) > 1:
+    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
+                        '--flag.')
+  args = flags.FLAGS
+  if not args.output.endswith(OUTPUT_SUFFIXES):
+    raise cli.UserError(f'--output {args.output}: must end with .weights.h5 '
+                        '(weights) or .keras (whole model).')
+  if args.model_id not in specs_lib.MODEL_IDS:
+    raise cli.UserError(f'--model_id {args.model_id!r}: unknown; expected one '
+                        f'of {", ".join(specs_lib.MODEL_IDS)}.')
+  if not tf.io.gfile.exists(args.checkpoint) and not tf.io.gfile.glob(
+      args.checkpoint + '.*'):
+    raise cli.UserError(f'--checkpoint {args.checkpoint}: no such checkpoint '
+                        '(a Model Garden TF2 checkpoint prefix or directory).')
   size = args.input_size
   model = build_backbone(args.model_id, (size, size, 3), args.min_level,
                          args.max_level, activation=args.activation)
-  count = convert_checkpoint(args.checkpoint, model, args.prefix)
-  out_dir = os.path.dirname(os.path.abspath(args.output))
-  os.makedirs(out_dir, exist_ok=True)
-  suffix = '.weights.h5' if args.output.endswith('.weights.h5') else '.keras'
-  fd, tmp = tempfile.mkstemp(suffix=suffix, dir=out_dir)
-  os.close(fd)
   try:
+    count = convert_checkpoint(args.checkpoint, model, args.prefix)
+  except ValueError as e:
+    raise cli.UserError(f'--checkpoint {e}') from e
+  out_dir = os.path.dirname(args.output) or '.'
+  tf.io.gfile.makedirs(out_dir)
+  suffix = next(s for s in OUTPUT_SUFFIXES if args.output.endswith(s))
+  with tempfile.TemporaryDirectory() as local:  # Keras writes local files
+    tmp = os.path.join(local, 'model' + suffix)
     if suffix == '.keras':
       model.save(tmp)
     else:
       model.save_weights(tmp)
-    os.replace(tmp, args.output)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    staged = f'{args.output}.tmp-{os.getpid()}'
+    try:
+      tf.io.gfile.copy(tmp, staged, overwrite=True)
+      tf.io.gfile.rename(staged, args.output, overwrite=True)
+    finally:
+      if tf.io.gfile.exists(staged):
+        tf.io.gfile.remove(staged)
   print(f'converted {count} variables of SpineNet-{args.model_id} from '
         f'{args.checkpoint} -> {args.output}')
   return 0
 
 
+def run_cli():
+  """Defines the flags and runs `main` with one-line user errors."""
+  from spinenet_tf import cli
+
+  define_flags()
+  cli.run(main)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run_cli()

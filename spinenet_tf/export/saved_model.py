@@ -5,71 +5,189 @@
 
 Signatures (N images per call; through image_bytes and tf_example every
 image may have its own size):
-  serving_default  images: uint8 [N, H, W, 3], any H, W >= 1
+  serving_default  images: uint8 [N, H, W, C], any H, W >= 1; C = 3 (RGB),
+                   1 (grey: copied to R, G, B) or 4 (RGBA: alpha dropped),
+                   as image_bytes decodes such files
   image_bytes      image_bytes: string [N], encoded JPEG / PNG / GIF / BMP
   tf_example       serialized_examples: string [N], tf.Example protos with
                    the encoded image in 'image/encoded'
+The inputs are declared with an unknown shape so that every input reaches
+the checks in the graph, which fail with InvalidArgumentError saying what
+is expected: a rank other than 4 (images) or 1 (strings), another channel
+count (2, 5, ...), a 0-pixel side, an empty string, bytes that are not a
+tf.Example (the message names the index; no Python UnicodeDecodeError) or
+an undecodable image (TensorFlow's decoder message).
+
+Float input: the graph takes uint8. A float tf.Tensor is refused before the
+graph runs (TypeError / InvalidArgumentError: "expected to be a uint8
+tensor"). A numpy float array (or a Python list) is converted to uint8 by
+TensorFlow's argument conversion first, without a check: values are
+truncated and wrap modulo 256 (0.9 -> 0, 255.9 -> 255, 256.0 -> 0, -1.0 ->
+255), so an image on the 0..1 scale arrives black. Give uint8 0..255
+(`np.clip(x, 0, 255).astype(np.uint8)`).
+
 Outputs, detection (a `RetinaNet`):
   boxes float32 [N, D, 4] (ymin, xmin, ymax, xmax) in pixels of each input
-  image; scores float32 [N, D]; classes int32 [N, D] (-1: padding);
-  num_detections int32 [N].
+  image, clipped to it; scores float32 [N, D]; classes int32 [N, D] (-1:
+  padding); num_detections int32 [N].
 Outputs, classification (a classifier from `build_classifier`):
   logits float32 [N, C]; probabilities float32 [N, C] (softmax);
   top_k_classes int32 [N, K]; top_k_probabilities float32 [N, K].
 
 Preprocessing inside the graph, as the input pipelines do for evaluation:
 detection scales each image to fit the model input (aspect ratio kept,
-bilinear), puts it at the top left and pads; classification takes the
-central square of S / (S + 32) of the short side and resizes it to S x S.
-Both then normalise with ImageNet's mean and std on the 0..255 scale.
+bilinear), puts it at the top left and pads; boxes are mapped back with
+the per-axis scale (scaled size / original size), as evaluation does.
+image_bytes and tf_example decode a JPEG exactly as the evaluation parser
+does (`data.image_ops.decode_window`: libjpeg's DCT scaling by 1/2, 1/4,
+1/8 when the image shrinks 2x or more, then one bilinear resize), so their
+detections equal evaluation's (tests/test_bad_inputs_export.py); the uint8
+signature gets decoded pixels and resizes them at full size, so for a JPEG
+that shrinks 2x or more its pixels differ slightly from image_bytes'.
+Classification takes the central square of S / (S + 32) of the short side
+and resizes it to S x S. Both then normalise with ImageNet's mean and std
+on the 0..255 scale (`data.image_ops.normalize_image`).
 
 The network is a BatchNorm-folded copy (`fold_batchnorm`) unless
 `fold=False`; `dtype='bfloat16'` runs it in bfloat16 (outputs are float32);
 `jit_compile=True` compiles the network and detection postprocessing with
-XLA. The export is written to a temporary directory next to `export_dir`
-and renamed into place, so `export_dir` never holds a partial model.
+XLA. The export is written (tf.io.gfile: local or gs:// paths) to a
+staging folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
+renamed into place, so `export_dir` never holds a partial model; staging
+folders that a killed export left in the same parent (their process gone
+from this host, or from another host and older than a day) are removed by
+the next export.
 """
 
 import os
-import shutil
-import tempfile
+import re
+import socket
+import time
+import uuid
 
 import tensorflow as tf
+from absl import logging
 
+from spinenet_tf.data import image_ops
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.models.retinanet import RetinaNet
 
-MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+MEAN_RGB = image_ops.MEAN_RGB
+STDDEV_RGB = image_ops.STDDEV_RGB
 CROP_PADDING = 32  # classification: central S / (S + 32) of the short side
 SIGNATURE_KEYS = ('serving_default', 'image_bytes', 'tf_example')
+IMAGE_KEY = 'image/encoded'
+CHANNELS = (1, 3, 4)
 
 
 def normalize(images):
-  """Pixels on the 0..255 scale -> (pixels - mean) / std, float32."""
-  return (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
+  """Pixels on the 0..255 scale [..., W, 3] -> (pixels - mean) / std,
+  float32, computed as the input pipelines do (`image_ops.normalize_image`,
+  the same float operations)."""
+  shape = tf.shape(images)
+  rows = tf.reshape(images, tf.concat([[-1], shape[-2:]], 0))
+  return tf.reshape(image_ops.normalize_image(rows), shape)
+
+
+def _require(ok, data, value_fn, fallback):
+  """value_fn() if `ok`, else fails with `data` (tf.debugging.Assert's
+  message). The failing assertion is the only thing the other branch of a
+  tf.cond runs, so no later op can fail first with its own message (plain
+  control dependencies do not order that)."""
+  def fail():
+    with tf.control_dependencies([tf.debugging.Assert(False, data,
+                                                      summarize=10)]):
+      return tf.identity(fallback)
+  return tf.cond(ok, value_fn, fail)
 
 
 def check_size(images):
   """`images` [N, h, w, 3], once h and w are checked to be >= 1."""
-  with tf.control_dependencies([tf.debugging.assert_positive(
-      tf.shape(images)[1:3], message='images must be at least 1x1 pixels')]):
-    return tf.identity(images)
+  return _require(
+      tf.reduce_all(tf.shape(images)[1:3] > 0),
+      ['images must be at least 1x1 pixels; got shape', tf.shape(images)],
+      lambda: images, tf.zeros([0, 1, 1, 3], images.dtype))
+
+
+def check_images(images):
+  """serving_default's input: uint8 [N, h, w, C] with C in 1, 3, 4 ->
+  uint8 [N, h, w, 3] (grey copied to RGB, alpha dropped); anything else
+  fails with a message saying what is expected."""
+  data = ['serving_default: images must be uint8 [batch, height, width, '
+          'channels] with 3 (RGB), 1 (grey) or 4 (RGBA) channels; got shape',
+          tf.shape(images)]
+  fallback = tf.zeros([0, 1, 1, 3], tf.uint8)
+  # The shape padded to rank >= 4: safe to slice whatever the rank.
+  shape = tf.concat([tf.shape(images), [1, 1, 1, 1]], 0)
+
+  def rgb():
+    four_d = tf.reshape(images, shape[:4])
+    return tf.cond(tf.equal(shape[3], 1),
+                   lambda: tf.tile(four_d, [1, 1, 1, 3]),
+                   lambda: four_d[..., :3])
+  ok = tf.logical_and(tf.equal(tf.rank(images), 4),
+                      tf.reduce_any(tf.equal(shape[3], CHANNELS)))
+  return tf.ensure_shape(_require(ok, data, rgb, fallback),
+                         [None, None, None, 3])
+
+
+def check_strings(strings, signature, name):
+  """A string input of `signature` must be 1-D [batch]."""
+  return tf.ensure_shape(_require(
+      tf.equal(tf.rank(strings), 1),
+      [f'{signature}: {name} must be a 1-D string tensor [batch]; got shape',
+       tf.shape(strings)],
+      lambda: tf.reshape(strings, [-1]), tf.zeros([0], tf.string)), [None])
+
+
+def _scaled_size(size, scale, target):
+  """Side lengths of `size` (int32 [2]) scaled by `scale`, as the
+  evaluation parser rounds and clips them (>= 1, <= target)."""
+  return tf.cast(tf.clip_by_value(tf.round(tf.cast(size, tf.float32) * scale),
+                                  1.0, target), tf.int32)
 
 
 def resize_and_pad(images, size):
-  """uint8 [N, h, w, 3] -> (float32 [N, *size, 3], scale): normalised, scaled
-  by `scale` to fit `size` (aspect ratio kept) at the top left, zero padding
-  (the mean colour) after."""
-  original = tf.cast(tf.shape(images)[1:3], tf.float32)
+  """uint8 [N, h, w, 3] -> (float32 [N, *size, 3], scale float32 [2]):
+  normalised, resized to fit `size` (aspect ratio kept) at the top left,
+  zero padding (the mean colour) after; scale (y, x) = scaled size /
+  original size, the factor the boxes are divided by."""
+  original = tf.shape(images)[1:3]
   target = tf.constant(size, tf.float32)
-  scale = tf.reduce_min(target / original)
-  scaled = tf.cast(tf.clip_by_value(tf.round(original * scale), 1.0, target),
-                   tf.int32)
+  scaled = _scaled_size(original, tf.reduce_min(
+      target / tf.cast(original, tf.float32)), target)
   image = normalize(tf.image.resize(images, scaled))
   image = tf.pad(image, [[0, 0], [0, size[0] - scaled[0]],
                          [0, size[1] - scaled[1]], [0, 0]])
-  return tf.ensure_shape(image, [None, *size, 3]), scale
+  return (tf.ensure_shape(image, [None, *size, 3]),
+          tf.cast(scaled, tf.float32) / tf.cast(original, tf.float32))
+
+
+def decode_resize_and_pad(encoded, size):
+  """An encoded image -> (float32 [*size, 3], original size float32 [2],
+  scale float32 [2]) exactly as the evaluation parser prepares it
+  (`data.detection_parser.parse_eval`): the window the scaled image needs is
+  decoded (a JPEG at 1/2, 1/4 or 1/8 size when it shrinks 2x or more),
+  resized once, normalised and padded at the bottom right."""
+  target = tf.constant(size, tf.float32)
+
+  def scale_fn(original):
+    return tf.reduce_min(target / tf.cast(original, tf.float32))
+
+  def window_fn(decoded_size, scale):
+    crop = tf.minimum(tf.cast(decoded_size, tf.float32),
+                      tf.maximum(tf.round(target / scale), 1.0))
+    return tf.cast(tf.concat([tf.zeros([2]), crop], 0), tf.int32)
+
+  pixels, original, _, window, scale = image_ops.decode_window(
+      encoded, window_fn, scale_fn)
+  pixels = tf.ensure_shape(pixels, [None, None, 3])
+  scaled = _scaled_size(window[2:], scale, target)
+  image = image_ops.normalize_image(tf.image.resize(pixels, scaled))
+  image = tf.image.pad_to_bounding_box(image, 0, 0, *size)
+  original = tf.cast(original, tf.float32)
+  return (tf.ensure_shape(image, [*size, 3]), original,
+          tf.cast(scaled, tf.float32) / original)
 
 
 def center_crop_and_resize(images, size):
@@ -90,6 +208,44 @@ def decode_image(encoded):
   later animation frames are dropped)."""
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   return tf.ensure_shape(image, [None, None, 3])
+
+
+def check_examples(serialized_examples):
+  """Fails, naming the indices, unless every string is a tf.Example whose
+  'image/encoded' (if present) holds bytes. tf.io.parse_example's own error
+  quotes the raw input, which Python cannot decode when it is not UTF-8
+  (UnicodeDecodeError); here each string is tried alone (tf.data drops the
+  ones that fail) and the assertion names the bad ones."""
+  def parses(index, serialized):
+    parsed = tf.io.parse_single_example(
+        serialized, {IMAGE_KEY: tf.io.VarLenFeature(tf.string)})
+    return index + 0 * tf.size(parsed[IMAGE_KEY].values, tf.int64)
+
+  count = tf.size(serialized_examples, tf.int64)
+  good = tf.data.Dataset.from_tensor_slices(
+      (tf.range(count), serialized_examples)).map(parses).ignore_errors()
+  good_count = good.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
+
+  def bad_indices():
+    found = good.reduce(tf.zeros([count], tf.bool), lambda seen, i: (
+        tf.logical_or(seen, tf.equal(tf.range(count), i))))
+    return tf.where(tf.logical_not(found))[:, 0]
+
+  indices = tf.cond(tf.equal(good_count, count),
+                    lambda: tf.zeros([0], tf.int64), bad_indices)
+  return _require(tf.equal(tf.size(indices), 0), [
+      'tf_example: serialized_examples must be serialized tf.Example protos '
+      f'with the encoded image as bytes in {IMAGE_KEY!r}; these indices are '
+      'not:', indices], lambda: serialized_examples, tf.zeros([0], tf.string))
+
+
+def check_not_empty(image_bytes):
+  """Fails, naming the indices, if some string is empty."""
+  empty = tf.where(tf.equal(tf.strings.length(image_bytes), 0))[:, 0]
+  return _require(tf.equal(tf.size(empty), 0), [
+      'image_bytes: empty string (0 bytes) at these indices, expected an '
+      'encoded JPEG, PNG, GIF or BMP image:', empty],
+      lambda: image_bytes, tf.zeros([0], tf.string))
 
 
 class ServingModule(tf.Module):
@@ -136,15 +292,13 @@ class ServingModule(tf.Module):
         input_signature=[tf.TensorSpec([None, *self.image_size, 3])])
     self.serve_images = tf.function(
         self._serve_images,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
-                                       name='images')])
+        input_signature=[tf.TensorSpec(None, tf.uint8, name='images')])
     self.serve_image_bytes = tf.function(
         self._serve_image_bytes,
-        input_signature=[tf.TensorSpec([None], tf.string,
-                                       name='image_bytes')])
+        input_signature=[tf.TensorSpec(None, tf.string, name='image_bytes')])
     self.serve_tf_examples = tf.function(
         self._serve_tf_examples,
-        input_signature=[tf.TensorSpec([None], tf.string,
+        input_signature=[tf.TensorSpec(None, tf.string,
                                        name='serialized_examples')])
 
   def signatures(self):
@@ -186,13 +340,14 @@ class ServingModule(tf.Module):
 
   def _preprocess(self, images):
     """uint8 [N, h, w, 3] -> (normalised float32 [N, S, S, 3], info
-    float32 [N, 3]: height, width and scale of the input images)."""
+    float32 [N, 4]: height and width of the input images, and the scale
+    (y, x) of the boxes)."""
     images = check_size(images)
     if self.is_detector:
       image, scale = resize_and_pad(images, self.image_size)
     else:
-      image, scale = center_crop_and_resize(images, self.image_size), 1.0
-    info = tf.concat([tf.cast(tf.shape(images)[1:3], tf.float32), [scale]], 0)
+      image, scale = center_crop_and_resize(images, self.image_size), [1., 1.]
+    info = tf.concat([tf.cast(tf.shape(images)[1:3], tf.float32), scale], 0)
     return image, tf.tile(info[None], [tf.shape(images)[0], 1])
 
   def _finish(self, outputs, info):
@@ -200,54 +355,145 @@ class ServingModule(tf.Module):
     if not self.is_detector:
       return outputs
     limits = tf.tile(info[:, :2], [1, 2])[:, None, :]
-    boxes = outputs['boxes'] / info[:, 2, None, None]
+    boxes = outputs['boxes'] / tf.tile(info[:, 2:], [1, 2])[:, None, :]
     return {**outputs, 'boxes': tf.clip_by_value(boxes, 0.0, limits)}
 
   def _serve_images(self, images):
-    image, info = self._preprocess(images)
+    image, info = self._preprocess(check_images(images))
     return self._finish(self._predict(image), info)
 
   def _serve_image_bytes(self, image_bytes):
+    image_bytes = check_not_empty(
+        check_strings(image_bytes, 'image_bytes', 'image_bytes'))
+
     def one(encoded):
+      if self.is_detector:  # as the evaluation parser decodes and resizes
+        image, original, scale = decode_resize_and_pad(encoded,
+                                                       self.image_size)
+        return image, tf.concat([original, scale], 0)
       image, info = self._preprocess(decode_image(encoded)[None])
       return image[0], info[0]
     image, info = tf.map_fn(one, image_bytes, fn_output_signature=(
         tf.TensorSpec([*self.image_size, 3], tf.float32),
-        tf.TensorSpec([3], tf.float32)))
+        tf.TensorSpec([4], tf.float32)))
     return self._finish(self._predict(image), info)
 
   def _serve_tf_examples(self, serialized_examples):
+    serialized_examples = check_examples(check_strings(
+        serialized_examples, 'tf_example', 'serialized_examples'))
     features = tf.io.parse_example(
         serialized_examples,
-        {'image/encoded': tf.io.FixedLenFeature([], tf.string)})
-    return self._serve_image_bytes(features['image/encoded'])
+        {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+    return self._serve_image_bytes(features[IMAGE_KEY])
+
+
+_STAGING_RE = re.compile(r'^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>.+)-'
+                         r'(?P<pid>\d+)-[0-9a-f]{32}$')
+STALE_SECONDS = 24 * 3600  # another host's staging folder counts as stale
+
+
+def _host():
+  return re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
+
+
+def _staging_name(name, kind):
+  return f'.{name}.{kind}-{_host()}-{os.getpid()}-{uuid.uuid4().hex}'
+
+
+def _process_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except OSError:  # exists, owned by someone else
+    return True
+  return True
+
+
+def _is_stale(parent, entry, match):
+  if match['host'] == _host():
+    return int(match['pid']) != os.getpid() and not _process_alive(
+        int(match['pid']))
+  try:  # another machine's (a shared or gs:// parent): by age
+    stat = tf.io.gfile.stat(os.path.join(parent, entry))
+  except tf.errors.OpError:
+    return False
+  return time.time() - stat.mtime_nsec / 1e9 > STALE_SECONDS
+
+
+def remove_stale_staging(parent):
+  """Removes the staging folders of exports that were killed before they
+  finished (`.<name>.tmp-<host>-<pid>-<id>` whose process is gone; the
+  `.old-` folder of an overwrite only when its <name> exists again, since
+  otherwise it holds the only copy). Returns the removed paths."""
+  removed = []
+  try:
+    entries = tf.io.gfile.listdir(parent)
+  except tf.errors.NotFoundError:
+    return removed
+  for entry in entries:
+    entry = entry.rstrip('/')
+    match = _STAGING_RE.match(entry)
+    if match is None or not _is_stale(parent, entry, match):
+      continue
+    if match['kind'] == 'old' and not tf.io.gfile.exists(
+        os.path.join(parent, match['name'])):
+      logging.warning('%s holds the previous %s of an interrupted overwrite; '
+                      'left in place.', os.path.join(parent, entry),
+                      match['name'])
+      continue
+    path = os.path.join(parent, entry)
+    try:
+      tf.io.gfile.rmtree(path)
+    except tf.errors.OpError as e:
+      logging.warning('could not remove stale staging folder %s: %s', path,
+                      e)
+      continue
+    logging.info('removed the staging folder of an interrupted export: %s',
+                 path)
+    removed.append(path)
+  return removed
+
+
+def _is_local(path):
+  return '://' not in path
 
 
 def write_directory_atomically(path, write, overwrite=False):
   """Calls `write(staging)` on a fresh directory next to `path`, then renames
   it to `path`: `path` never holds a partial result. An existing `path` is
-  an error, or with `overwrite` replaced (renamed aside, then removed)."""
-  path = os.path.abspath(os.fspath(path))
-  if os.path.exists(path) and not overwrite:
+  an error, or with `overwrite` replaced (renamed aside, then removed).
+  Works on local and gs:// paths (tf.io.gfile); stale staging folders of
+  killed writes in the same parent are removed first
+  (`remove_stale_staging`)."""
+  path = os.fspath(path)
+  if _is_local(path):
+    path = os.path.abspath(path)
+  path = path.rstrip('/')
+  if tf.io.gfile.exists(path) and not overwrite:
     raise FileExistsError(f'{path} exists; pass overwrite=True to replace '
                           'it.')
   parent, name = os.path.split(path)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-')
+  tf.io.gfile.makedirs(parent)
+  remove_stale_staging(parent)
+  staging = os.path.join(parent, _staging_name(name, 'tmp'))
+  tf.io.gfile.makedirs(staging)
   try:
     write(staging)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it private
-    if os.path.exists(path):
-      aside = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-')
-      os.rename(path, os.path.join(aside, name))
-      os.rename(staging, path)
-      shutil.rmtree(aside)
+    if _is_local(staging):
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(staging, 0o777 & ~umask)
+    if tf.io.gfile.exists(path):
+      aside = os.path.join(parent, _staging_name(name, 'old'))
+      tf.io.gfile.rename(path, aside)
+      tf.io.gfile.rename(staging, path)
+      tf.io.gfile.rmtree(aside)
     else:
-      os.rename(staging, path)
+      tf.io.gfile.rename(staging, path)
   except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    if tf.io.gfile.exists(staging):
+      tf.io.gfile.rmtree(staging)
     raise
 
 
@@ -267,7 +513,8 @@ def export_saved_model(model, export_dir, overwrite=False, extra_files=None,
   Returns:
     The `ServingModule` that was saved.
   """
-  if os.path.exists(export_dir) and not overwrite:
+  export_dir = os.fspath(export_dir)
+  if tf.io.gfile.exists(export_dir) and not overwrite:
     raise FileExistsError(f'{export_dir} exists; pass overwrite=True to '
                           'replace it.')
   module = ServingModule(model, **module_args)
@@ -276,11 +523,13 @@ def export_saved_model(model, export_dir, overwrite=False, extra_files=None,
     tf.saved_model.save(
         module, directory, signatures=module.signatures(),
         # Serving needs no gradients; tracing those of swish is slow.
-        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        options=tf.saved_model.SaveOptions(
+            experimental_custom_gradients=False))
     if extra_files:
-      os.makedirs(os.path.join(directory, 'assets.extra'))
+      tf.io.gfile.makedirs(os.path.join(directory, 'assets.extra'))
       for name, text in extra_files.items():
-        with open(os.path.join(directory, 'assets.extra', name), 'w') as f:
+        with tf.io.gfile.GFile(os.path.join(directory, 'assets.extra', name),
+                               'w') as f:
           f.write(text)
 
   write_directory_atomically(export_dir, write, overwrite)

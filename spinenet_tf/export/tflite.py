@@ -18,6 +18,7 @@ BatchNorm is folded into the convolutions first (`fold_batchnorm`).
 
 import os
 import tempfile
+import uuid
 
 import keras
 import tensorflow as tf
@@ -72,13 +73,18 @@ def convert_to_tflite(model):
 
 
 def write_tflite(tflite_bytes, path):
-  """Writes the flatbuffer to `path` atomically."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tflite.tmp')
+  """Writes the flatbuffer to `path` atomically (tf.io.gfile: local or
+  gs://; a staging file next to it, renamed over `path`)."""
+  path = os.fspath(path)
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  tmp = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex}'
   try:
-    with os.fdopen(fd, 'wb') as f:
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
       f.write(tflite_bytes)
-    os.replace(tmp, path)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
   except BaseException:
-    os.remove(tmp)
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
     raise

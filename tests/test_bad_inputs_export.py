@@ -1,0 +1,434 @@
+"""Bad inputs at the export boundaries, each with the message a user sees:
+the SavedModel's signatures, scripts/export.py, scripts/predict.py and
+scripts/convert_checkpoint.py; and evaluation vs serving preprocessing on
+one large JPEG (same detections).
+
+CLI cases run the scripts in a few subprocesses: one per script runs all
+its cases (the script's main under `cli.run`, as `python scripts/X.py`
+runs it, stderr captured at the file descriptor), and one runs a script
+directly to check the real entry point.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from spinenet_tf.checkpoints import load_checkpoint, model_checkpoint
+from spinenet_tf.data import detection_records
+from spinenet_tf.data.detection_input import build_detection_dataset
+from spinenet_tf.export.saved_model import (export_saved_model,
+                                            remove_stale_staging,
+                                            write_directory_atomically)
+from spinenet_tf.models.retinanet import build_retinanet
+from tests.test_export import randomize_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 128
+MODEL = dict(backbone='mobile-49XS', input_size=SIZE, num_classes=3,
+             num_convs=1, num_filters=8)
+OTHER = dict(MODEL, backbone='mobile-49S', num_filters=16)  # wrong arch
+
+
+def _build(options, seed=0):
+  keras.utils.set_random_seed(seed)
+  options = dict(options)
+  size = options.pop('input_size')
+  return randomize_weights(build_retinanet(
+      options.pop('backbone'), options.pop('num_classes'),
+      (size, size, 3), **options), seed)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+  """A model, its config, an export (unfolded: the eval comparison is then
+  exact) and checkpoints of another architecture."""
+  directory = tmp_path_factory.mktemp('bad_inputs_export')
+  model = _build(MODEL)
+  config = directory / 'config.yaml'
+  config.write_text(yaml.safe_dump({'task': 'detection', 'model': MODEL}))
+  export = directory / 'export'
+  export_saved_model(model, str(export), fold=False)
+  other = _build(OTHER, seed=1)
+  other.save_weights(str(directory / 'other.weights.h5'))
+  other_ckpt = model_checkpoint(other).write(str(directory / 'ckpt' / 'ckpt'))
+  return {'dir': directory, 'model': model, 'config': config,
+          'export': export, 'other_h5': directory / 'other.weights.h5',
+          'other_ckpt': other_ckpt}
+
+
+@pytest.fixture(scope='module')
+def loaded(files):
+  return tf.saved_model.load(str(files['export'])).signatures
+
+
+def _pixels(shape, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, shape, np.uint8)
+
+
+def _numpy(outputs):
+  return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _error(call):
+  """The exception a call raises (the test fails if it raises none)."""
+  with pytest.raises(Exception) as caught:
+    call()
+  return caught.value
+
+
+# --- serving signatures -----------------------------------------------------
+
+SHAPE_MESSAGE = ('serving_default: images must be uint8 [batch, height, '
+                 'width, channels] with 3 (RGB), 1 (grey) or 4 (RGBA) '
+                 'channels; got shape')
+
+
+@pytest.mark.parametrize('shape', [(64, 80, 3), (1, 64, 80, 2),
+                                   (1, 64, 80, 5), (1, 1, 64, 80, 3)],
+                         ids=['3d', '2_channels', '5_channels', '5d'])
+def test_serving_default_refuses_shape(loaded, shape):
+  error = _error(lambda: loaded['serving_default'](
+      images=tf.constant(_pixels(shape))))
+  assert isinstance(error, tf.errors.InvalidArgumentError)
+  assert SHAPE_MESSAGE in error.message
+  assert ' '.join(map(str, shape)) in error.message  # the shape it got
+
+
+def test_serving_default_converts_grey_and_rgba(loaded):
+  serve = loaded['serving_default']
+  rgb = _pixels((1, 64, 80, 3))
+  grey = rgb[..., :1]
+  expected = _numpy(serve(images=tf.constant(rgb)))
+  rgba = np.concatenate([rgb, _pixels((1, 64, 80, 1), 5)], -1)
+  for name, value in _numpy(serve(images=tf.constant(rgba))).items():
+    np.testing.assert_array_equal(value, expected[name], err_msg=name)
+  tiled = _numpy(serve(images=tf.constant(np.repeat(grey, 3, -1))))
+  for name, value in _numpy(serve(images=tf.constant(grey))).items():
+    np.testing.assert_array_equal(value, tiled[name], err_msg=name)
+
+
+def test_serving_default_float_input_as_documented(loaded):
+  serve = loaded['serving_default']
+  image = _pixels((1, 64, 80, 3)).astype(np.float32) + 0.75
+  # A float tf.Tensor is refused...
+  error = _error(lambda: serve(images=tf.constant(image)))
+  assert 'uint8' in str(error)
+  # ...a numpy float array is truncated to uint8 by TensorFlow first.
+  truncated = _numpy(serve(images=np.floor(image).astype(np.uint8)))
+  for name, value in _numpy(serve(images=image)).items():
+    np.testing.assert_array_equal(value, truncated[name], err_msg=name)
+  # An image on the 0..1 scale arrives black (documented in saved_model).
+  black = _numpy(serve(images=np.zeros((1, 64, 80, 3), np.uint8)))
+  for name, value in _numpy(serve(images=image / 256.0)).items():
+    np.testing.assert_array_equal(value, black[name], err_msg=name)
+
+
+@pytest.mark.parametrize('serialized, bad', [
+    ([b'\xff\xfe\x00 not a proto'], '[0]'),
+    ([b'plain text'], '[0]'),
+    ([tf.train.Example().SerializeToString(), b'\x89PNG\r\n\x1a\n\xff'],
+     '[1]'),
+], ids=['binary', 'text', 'second_of_two'])
+def test_tf_example_refuses_non_proto(loaded, serialized, bad):
+  error = _error(lambda: loaded['tf_example'](
+      serialized_examples=tf.constant(serialized)))
+  # An op error with our message, never a Python UnicodeDecodeError.
+  assert isinstance(error, tf.errors.InvalidArgumentError)
+  assert ('tf_example: serialized_examples must be serialized tf.Example '
+          "protos with the encoded image as bytes in 'image/encoded'; these "
+          f'indices are not:] {bad}') in error.message
+
+
+def _jpeg(seed=0, shape=(64, 80, 3)):
+  return tf.io.encode_jpeg(_pixels(shape, seed)).numpy()
+
+
+@pytest.mark.parametrize('value, message', [
+    ([_jpeg(), b''], 'image_bytes: empty string (0 bytes) at these indices, '
+     'expected an encoded JPEG, PNG, GIF or BMP image:] [1]'),
+    ([_jpeg()[:len(_jpeg()) // 2]], 'Invalid JPEG data'),
+    ([_jpeg()[:20]], 'Invalid JPEG data, size 20'),
+    ([b'GIF89a garbage'], 'Unknown image file format'),
+    (_jpeg(), 'image_bytes: image_bytes must be a 1-D string tensor [batch]; '
+     'got shape] []'),
+], ids=['empty', 'truncated_jpeg', 'jpeg_header_only', 'not_an_image',
+        'scalar'])
+def test_image_bytes_refuses(loaded, value, message):
+  error = _error(lambda: loaded['image_bytes'](
+      image_bytes=tf.constant(value)))
+  assert isinstance(error, tf.errors.InvalidArgumentError)
+  assert message in error.message
+
+
+# --- evaluation and serving preprocess identically --------------------------
+
+
+def _large_jpeg(height=900, width=700):
+  image = np.full((height, width, 3), 40, np.uint8)
+  for y, x, h, w, colour in ((60, 80, 300, 200, (250, 240, 230)),
+                             (500, 350, 250, 300, (255, 255, 255)),
+                             (420, 40, 120, 160, (250, 60, 60))):
+    image[y:y + h, x:x + w] = colour
+  return tf.io.encode_jpeg(image, quality=92).numpy(), image
+
+
+def test_evaluation_and_serving_give_the_same_detections(files, loaded):
+  encoded, pixels = _large_jpeg()
+  height, width = pixels.shape[:2]
+  example = detection_records.make_example(
+      encoded, height, width, [[0.1, 0.1, 0.4, 0.4]], [1], source_id=7)
+  [record] = detection_records.write_tfrecords(
+      str(files['dir'] / 'eval' / 'one'), [example])
+  dataset = build_detection_dataset(
+      'tfrecord', False, SIZE, 1, file_pattern=record, num_classes=3)
+  images, labels = next(iter(dataset))
+  # As evaluate_detector: model.detect maps boxes back to original pixels.
+  evaluated = _numpy(files['model'].detect(images, labels['image_info']))
+  served = _numpy(loaded['image_bytes'](image_bytes=tf.constant([encoded])))
+  count = int(evaluated['num_detections'][0])
+  assert count > 5 and count == served['num_detections'][0]
+  limits = np.array([height, width, height, width], np.float32)
+  expected_boxes = np.clip(evaluated['boxes'], 0, limits)  # serving clips
+  np.testing.assert_array_equal(served['classes'], evaluated['classes'])
+  np.testing.assert_allclose(served['scores'], evaluated['scores'],
+                             atol=1e-4)
+  np.testing.assert_allclose(served['boxes'], expected_boxes,
+                             atol=1e-3 * max(height, width))
+  # Control: resizing the decoded pixels at full size (what image_bytes did
+  # before, and what serving_default does) is measurably different.
+  full = _numpy(loaded['serving_default'](images=tf.constant(pixels[None])))
+  assert np.abs(full['scores'] - evaluated['scores']).max() > 1e-3
+
+
+# --- staging folders of killed exports --------------------------------------
+
+
+def test_stale_staging_of_a_killed_export_is_removed(tmp_path):
+  write = lambda d: tf.io.gfile.GFile(  # noqa: E731
+      os.path.join(d, 'saved_model.pb'), 'w').write('x')
+  # A staging folder as a killed export leaves it: its process is gone.
+  child = subprocess.run(
+      [sys.executable, '-c', 'import os; print(os.getpid())'],
+      capture_output=True, text=True, check=True)
+  dead = int(child.stdout)
+  from spinenet_tf.export import saved_model
+  host = saved_model._host()  # pylint: disable=protected-access
+  stale = tmp_path / f'.model.tmp-{host}-{dead}-{"a" * 32}'
+  stale.mkdir()
+  (stale / 'variables').mkdir()
+  live = tmp_path / f'.model.tmp-{host}-{os.getppid()}-{"b" * 32}'
+  live.mkdir()  # a running export's (our parent process is alive)
+  aside = tmp_path / f'.other.old-{host}-{dead}-{"c" * 32}'
+  aside.mkdir()  # the only copy of 'other': kept
+  unrelated = tmp_path / '.model.tmp-notes'
+  unrelated.mkdir()
+  write_directory_atomically(tmp_path / 'model', write)
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      ['model', live.name, aside.name, unrelated.name])
+  assert remove_stale_staging(str(tmp_path)) == []
+
+
+# --- checkpoints of another architecture (library) --------------------------
+
+
+@pytest.mark.parametrize('kind', ['other_h5', 'other_ckpt'])
+def test_load_checkpoint_summarises_a_mismatch(files, kind):
+  model = _build(MODEL)
+  with pytest.raises(ValueError) as caught:
+    load_checkpoint(model, files[kind])
+  message = str(caught.value)
+  assert '\n' not in message and len(message) < 1000
+  assert f'checkpoint {files[kind]} does not match retinanet' in message
+  assert 'differ in shape, e.g. ' in message
+  assert message.count(' (file (') == 3  # three examples with both shapes
+
+
+# --- command lines ----------------------------------------------------------
+
+DRIVER = r'''
+import json, os, runpy, sys, tempfile
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from absl import flags
+from spinenet_tf import cli
+
+script, cases_file, output_file = sys.argv[1:]
+if script.endswith('convert_checkpoint.py'):
+  from spinenet_tf.export import model_garden_checkpoint as module
+  module.define_flags()
+  main = module.main
+else:
+  main = runpy.run_path(script, run_name='driven')['main']
+results = {}
+for name, args in json.load(open(cases_file)).items():
+  flags.FLAGS.unparse_flags()
+  with tempfile.TemporaryFile('w+') as err:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(err.fileno(), 2)
+    try:
+      try:
+        cli.run(main, argv=[script, *args])
+        code = 0
+      except SystemExit as e:
+        code = e.code
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+    err.seek(0)
+    results[name] = [code, err.read()]
+json.dump(results, open(output_file, 'w'))
+'''
+
+
+def _run_cases(script, cases, directory):
+  """{case: (exit code, stderr)} of `scripts/<script>` on each case's
+  arguments, all in one fresh process."""
+  with open(directory / f'{script}.cases.json', 'w') as f:
+    json.dump(cases, f)
+  run = subprocess.run(
+      [sys.executable, '-c', DRIVER, os.path.join(ROOT, 'scripts', script),
+       str(directory / f'{script}.cases.json'),
+       str(directory / f'{script}.out.json')],
+      capture_output=True, text=True, timeout=600, cwd=ROOT,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2', 'PYTHONPATH': ROOT})
+  assert run.returncode == 0, run.stderr[-3000:]
+  with open(directory / f'{script}.out.json') as f:
+    return {name: tuple(result) for name, result in json.load(f).items()}
+
+
+def _assert_one_line(result, *fragments, status=1):
+  code, stderr = result
+  assert code == status, stderr[-2000:]
+  assert 'Traceback' not in stderr, stderr[-2000:]
+  errors = [line for line in stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1, stderr[-2000:]
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+  return errors[0]
+
+
+@pytest.fixture(scope='module')
+def export_results(files):
+  d = files['dir']
+  (d / 'bad.yaml').write_text('task: detection\nmodel: [unclosed\n')
+  (d / 'unknown_key.yaml').write_text(yaml.safe_dump(
+      {'task': 'detection', 'model': {**MODEL, 'totally_bogus_option': 1}}))
+  (d / 'existing').mkdir(exist_ok=True)
+  base = [f'--config_file={files["config"]}']
+  return _run_cases('export.py', {
+      'missing_config': [f'--config_file={d / "missing.yaml"}',
+                         f'--export_dir={d / "x1"}'],
+      'bad_yaml': [f'--config_file={d / "bad.yaml"}',
+                   f'--export_dir={d / "x2"}'],
+      'unknown_key': [f'--config_file={d / "unknown_key.yaml"}',
+                      f'--export_dir={d / "x3"}'],
+      'wrong_h5': base + [f'--checkpoint={files["other_h5"]}',
+                          f'--export_dir={d / "x4"}'],
+      'wrong_ckpt': base + [f'--checkpoint={files["other_ckpt"]}',
+                            f'--export_dir={d / "x5"}'],
+      'existing_dir': base + [f'--export_dir={d / "existing"}'],
+      'no_output': base,
+      'no_config_flag': [f'--export_dir={d / "x6"}'],
+  }, d)
+
+
+@pytest.mark.parametrize('case, fragments, status', [
+    ('missing_config', ['config file ', 'missing.yaml: no such file'], 1),
+    ('bad_yaml', ['bad.yaml: ', 'flow sequence'], 1),
+    ('unknown_key', ['--config_file ', 'unknown_key.yaml: model: ',
+                     'totally_bogus_option'], 1),
+    ('wrong_h5', ['other.weights.h5 does not match retinanet',
+                  'differ in shape, e.g. '], 1),
+    ('wrong_ckpt', ['does not match retinanet', 'differ in shape, e.g. '], 1),
+    ('existing_dir', ['--export_dir ', 'existing exists; pass --overwrite'],
+     1),
+    ('no_output', ['give --export_dir and/or --tflite_file'], 1),
+    ('no_config_flag', ['--config_file'], 2),
+])
+def test_export_cli(export_results, case, fragments, status):
+  line = _assert_one_line(export_results[case], *fragments, status=status)
+  assert len(line) < 1000
+
+
+@pytest.fixture(scope='module')
+def predict_results(files):
+  d = files['dir']
+  (d / 'text.jpg').write_text('hello, not an image')
+  (d / 'empty_export').mkdir(exist_ok=True)
+  out = f'--output_dir={d / "predictions"}'
+  return _run_cases('predict.py', {
+      'missing_image': [f'--saved_model={files["export"]}',
+                        f'--input={d / "missing.jpg"}', out],
+      'not_an_image': [f'--saved_model={files["export"]}',
+                       f'--input={d / "text.jpg"}', out],
+      'bad_export_dir': [f'--saved_model={d / "empty_export"}',
+                         f'--input={d / "text.jpg"}', out],
+      'no_model': [f'--input={d / "text.jpg"}', out],
+  }, d)
+
+
+@pytest.mark.parametrize('case, fragments', [
+    ('missing_image', ['--input ', 'missing.jpg: no such file or folder']),
+    ('not_an_image', ['text.jpg: none of the 1 files could be decoded',
+                      'text.jpg: ']),
+    ('bad_export_dir', ['--saved_model ', 'empty_export: not a SavedModel '
+                        'folder (no saved_model.pb)']),
+    ('no_model', ['give either --saved_model or --config_file']),
+])
+def test_predict_cli(predict_results, case, fragments):
+  _assert_one_line(predict_results[case], *fragments)
+
+
+@pytest.fixture(scope='module')
+def convert_results(files):
+  d = files['dir']
+  out = f'--output={d / "converted.weights.h5"}'
+  return _run_cases('convert_checkpoint.py', {
+      'missing_checkpoint': [f'--checkpoint={d / "no_ckpt"}',
+                             '--model_id=49S', out],
+      'unknown_model_id': [f'--checkpoint={files["other_ckpt"]}',
+                           '--model_id=49Z', out],
+      'bad_output_suffix': [f'--checkpoint={files["other_ckpt"]}',
+                            '--model_id=49S', f'--output={d / "x.h5"}'],
+      'not_a_checkpoint': [f'--checkpoint={files["config"]}',
+                           '--model_id=mobile-49XS', out],
+      'missing_flag': ['--model_id=49S', out],
+  }, d)
+
+
+@pytest.mark.parametrize('case, fragments, status', [
+    ('missing_checkpoint', ['--checkpoint ', 'no_ckpt: no such checkpoint'],
+     1),
+    ('unknown_model_id', ["--model_id '49Z': unknown; expected one of ",
+                          '49S'], 1),
+    ('bad_output_suffix', ['--output ', 'x.h5: must end with .weights.h5'],
+     1),
+    ('not_a_checkpoint', ['--checkpoint ', 'config.yaml: not a readable TF2 '
+                          'checkpoint'], 1),
+    ('missing_flag', ['--checkpoint'], 2),
+])
+def test_convert_cli(convert_results, case, fragments, status):
+  _assert_one_line(convert_results[case], *fragments, status=status)
+
+
+def test_export_script_entry_point_one_line(files):
+  # The real command line (not the driver): a checkpoint of another
+  # architecture is one summarised line and nothing is written.
+  args = [sys.executable, os.path.join(ROOT, 'scripts', 'export.py'),
+          f'--config_file={files["config"]}',
+          f'--checkpoint={files["other_h5"]}',
+          f'--export_dir={files["dir"] / "entry"}']
+  run = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                       cwd=ROOT, env={**os.environ,
+                                      'TF_CPP_MIN_LOG_LEVEL': '2'})
+  _assert_one_line((run.returncode, run.stderr),
+                   'does not match retinanet', 'differ in shape')
+  assert not (files['dir'] / 'entry').exists()
