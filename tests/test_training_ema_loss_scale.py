@@ -8,7 +8,15 @@
   whose scaled gradients overflow is skipped (weights unchanged, the
   optimizer's iterations too) and the scale is halved; a step that fits
   updates the weights and keeps the scale.
+
+Both also under MirroredStrategy on 2 logical CPUs (in a subprocess running
+this file: logical devices must be set before TensorFlow starts), where the
+two replicas must also hold the same weights and scale.
 """
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -40,9 +48,9 @@ class RandomImages(ClassificationTask):
     return {'top_1_accuracy': 0.0}
 
 
-@pytest.fixture
-def make_trainer(tmp_path):
-  """Builds a Trainer; restores Keras's float32 policy afterwards."""
+def trainer_factory(model_dir, strategy_name='one_device'):
+  """make(precision, **optimizer) -> (trainer, step): step() runs one loop
+  step and returns the weights (asserting the replicas agree)."""
   def make(precision='float32', **optimizer):
     config = config_lib.config_from_dict({
         'task': 'classification',
@@ -55,9 +63,8 @@ def make_trainer(tmp_path):
         'schedule': {'learning_rate': 0.5},
         'trainer': {'train_steps': 10, 'steps_per_loop': 1, 'seed': 0,
                     'mixed_precision': precision, 'best_metric': None}})
-    strategy = strategy_lib.build_strategy('one_device')
-    trainer = Trainer(config, RandomImages(config), strategy,
-                      str(tmp_path / 'run'))
+    strategy = strategy_lib.build_strategy(strategy_name)
+    trainer = Trainer(config, RandomImages(config), strategy, model_dir)
     iterator = iter(strategy.distribute_datasets_from_function(
         trainer.task.train_dataset))
     loop = trainer._train_loop_fn()  # pylint: disable=protected-access
@@ -65,9 +72,27 @@ def make_trainer(tmp_path):
     def step():
       means, finite = loop(iterator, tf.constant(1))
       assert bool(finite), means
+      assert_replicas_agree(trainer)
       return [v.numpy() for v in trainer.model.trainable_variables]
     return trainer, step
-  yield make
+  return make
+
+
+def assert_replicas_agree(trainer):
+  optimizer = trainer.optimizer
+  variables = [*trainer.model.variables,
+               *getattr(optimizer, 'variables', [])]
+  for v in variables:
+    values = [t.numpy() for t in
+              trainer.strategy.experimental_local_results(v)]
+    for value in values[1:]:
+      np.testing.assert_array_equal(value, values[0], err_msg=v.name)
+
+
+@pytest.fixture
+def make_trainer(tmp_path):
+  """Builds a Trainer; restores Keras's float32 policy afterwards."""
+  yield trainer_factory(str(tmp_path / 'run'))
   keras.mixed_precision.set_global_policy('float32')
 
 
@@ -117,3 +142,28 @@ def test_float16_skips_overflowing_steps_and_halves_the_scale(make_trainer):
   optimizer.dynamic_scale.assign(1e30)  # every float16 gradient overflows
   assert _unchanged(step(), after)
   assert float(optimizer.dynamic_scale.numpy()) == pytest.approx(5e29)
+
+
+def test_ema_and_float16_under_mirrored_two_cpus(tmp_path):
+  """The same two tests, run by a MirroredStrategy over 2 logical CPUs."""
+  result = subprocess.run(
+      [sys.executable, __file__, str(tmp_path)], capture_output=True,
+      text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
+           'PYTHONPATH': os.path.join(os.path.dirname(__file__), '..')})
+  assert result.returncode == 0 and 'MIRRORED OK' in result.stdout, (
+      result.stderr[-3000:])
+
+
+def _mirrored_main(model_dir):
+  strategy_lib.use_logical_cpus(2)
+  assert strategy_lib.build_strategy('mirrored').num_replicas_in_sync == 2
+  test_evaluate_uses_the_moving_average_then_restores(
+      trainer_factory(model_dir + '/ema', 'mirrored'))
+  test_float16_skips_overflowing_steps_and_halves_the_scale(
+      trainer_factory(model_dir + '/float16', 'mirrored'))
+  print('MIRRORED OK')
+
+
+if __name__ == '__main__':
+  _mirrored_main(sys.argv[1])
