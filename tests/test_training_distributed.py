@@ -125,5 +125,37 @@ def test_replica_step_compiles_with_xla(tmp_path, runs):
   np.testing.assert_allclose(xla['loss'], eager['loss'], rtol=1e-3)
 
 
+def test_keras_still_has_the_all_reduce_hook_the_loop_turns_off():
+  """The loop all-reduces and clips the gradients itself and turns off the
+  TF optimizer's own sum through a private Keras method (no public switch
+  in Keras 3). If Keras renames it or stops calling it, this fails; a
+  second sum would double the 2-replica update and fail
+  test_mirrored_two_cpus_same_update_as_one_device."""
+  import inspect
+
+  import keras
+  from keras.src.backend.tensorflow import optimizer as tf_optimizer
+  from spinenet_tf.training import trainer as trainer_lib
+
+  hook = trainer_lib.KERAS_ALL_REDUCE_HOOK
+  assert callable(getattr(tf_optimizer.TFOptimizer, hook, None)), (
+      keras.__version__)
+  source = inspect.getsource(tf_optimizer.TFOptimizer._backend_update_step)
+  assert f'self.{hook}(grads_and_vars)' in source, source
+
+  pairs = [('gradient', 'variable')]
+  for optimizer in (keras.optimizers.SGD(),
+                    keras.optimizers.LossScaleOptimizer(
+                        keras.optimizers.SGD())):
+    trainer_lib._loop_aggregates_gradients(optimizer)
+    inner = getattr(optimizer, 'inner_optimizer', optimizer)
+    assert getattr(inner, hook)(pairs) is pairs  # no second all-reduce
+
+  class WithoutHook:  # what a Keras without the method would give
+    pass
+  with pytest.raises(RuntimeError, match=hook):
+    trainer_lib._loop_aggregates_gradients(WithoutHook())
+
+
 if __name__ == '__main__':
   _run(sys.argv[1], sys.argv[2] == 'True', sys.argv[3], sys.argv[4])
