@@ -7,8 +7,9 @@ keeps TensorFlow's fast C++ reader (every record's two CRCs checked) and
 adds a resynchronising fallback that runs only for damaged files:
 
 1. The file is read by `TFRecordDataset(path).ignore_errors()`. A `scan`
-   adds up the bytes it consumed (8-byte length, 4-byte length CRC, the
-   payload, 4-byte data CRC per record) and the records it gave.
+   over batches of its records adds up the bytes it consumed (8-byte
+   length, 4-byte length CRC, the payload, 4-byte data CRC per record) and
+   the records it gave; an empty batch after the last marks the end.
 2. After the file's last record, one `tf.py_function` per file (a stat)
    compares the consumed bytes with the file size. Equal: the file was
    whole. Otherwise TensorFlow stopped at a damaged record at that offset,
@@ -31,8 +32,8 @@ adds a resynchronising fallback that runs only for damaged files:
    counted once in `SkipCounter.corrupt_files`; `records_read` counts the
    records each pass reads.
 
-Cost on intact files: a scan and an unbatch per record, and one stat per
-file per pass. Uncompressed TFRecords only (as the rest of the package).
+Cost on intact files: a batch, a scan step and an unbatch per 64 records
+(and a few microseconds per record), one stat per file per pass. Uncompressed TFRecords only (as the rest of the package).
 """
 
 import functools
@@ -45,6 +46,7 @@ import tensorflow as tf
 _HEADER = 12  # uint64 length + uint32 masked CRC32C of the length
 _FRAMING = 16  # header + uint32 masked CRC32C of the payload
 _CHUNK = 1 << 22  # offsets scanned at a time for the next header
+_BATCH = 64  # records whose bytes are added up at a time
 
 
 def _crc32c_table():
@@ -166,24 +168,26 @@ def read_file(path, counter):
   """A dataset of the serialized records of the TFRecord file `path` (a
   string tensor), damaged records skipped and counted by `counter` (a
   `SkipCounter`); see the module doc."""
-  records = tf.data.TFRecordDataset(path).ignore_errors()
-  marked = records.map(lambda r: (r, False)).concatenate(
-      tf.data.Dataset.from_tensors((tf.constant(b''), True)))
+  # Bytes are added up per batch of records; an empty batch (never a real
+  # one) marks the end of the file.
+  batches = tf.data.TFRecordDataset(path).ignore_errors().batch(
+      _BATCH).concatenate(tf.data.Dataset.from_tensors(
+          tf.zeros([0], tf.string)))
 
-  def step(state, element):
+  def step(state, records):
     offset, count = state
-    record, last = element
-    size = _FRAMING + tf.cast(tf.strings.length(record), tf.int64)
-    return (offset + size, count + 1), (record, last, offset, count)
+    size = tf.reduce_sum(_FRAMING + tf.cast(tf.strings.length(records),
+                                            tf.int64))
+    return ((offset + size, count + tf.size(records, tf.int64)),
+            (records, offset, count))
 
   zero = tf.constant(0, tf.int64)
-  scanned = marked.scan((zero, zero), step)
 
-  def expand(record, last, offset, count):
+  def at_end(records, offset, count):
     return tf.cond(
-        last, lambda: tf.ensure_shape(tf.py_function(
+        tf.size(records) > 0, lambda: records,
+        lambda: tf.ensure_shape(tf.py_function(
             functools.partial(_end_of_file, counter=counter),
-            [path, offset, count], tf.string), [None]),
-        lambda: record[None])
+            [path, offset, count], tf.string), [None]))
 
-  return scanned.map(expand).unbatch()
+  return batches.scan((zero, zero), step).map(at_end).unbatch()
