@@ -10,8 +10,8 @@ or, for a recoverable input, the warning and the run that goes on:
   unknown --experiment          error listing the known experiments
   --config_file missing         error naming the file
   bad --params_override key     error naming the dotted key
-  all-bad training records      error naming the file pattern; params.yaml
-                                as it was
+  all-bad training records      error naming the file pattern and the
+                                counts; params.yaml as it was
   NaN loss                      error naming the last good checkpoint, which
                                 is intact; the summaries written so far are
                                 on disk
@@ -247,8 +247,9 @@ def test_eval_without_checkpoint_names_the_folder(quick_runs):
 
 def test_all_bad_training_records_name_the_pattern(quick_runs):
   line = error_line(quick_runs['records'])
-  assert f"file_pattern {quick_runs['pattern']!r}" in line
-  assert 'gave no training batch' in line
+  assert line.startswith(f"error: train_data: No valid records in "
+                         f"file_pattern {quick_runs['pattern']!r} (2 files): ")
+  assert '12 records read, 12 skipped' in line  # 2 files of 6 non-Examples
 
 
 def test_failed_start_on_bad_data_leaves_params_yaml_unchanged(quick_runs):

@@ -27,8 +27,8 @@ model folder is rewritten before the run is known to start: `train`'s
 restore and the first steps, before the first checkpoint of the run.
 
 Training data that gives no batch at all (every record skipped, or nothing
-matched) stops `train` with a ValueError naming train_data's source and
-file pattern. Result files (eval_metrics.json, best/best.json) are written
+matched) stops `train` with a NoValidRecordsError (a ValueError) naming
+train_data's file pattern and the pipeline's counts (data/skipping.py). Result files (eval_metrics.json, best/best.json) are written
 atomically (io_utils.atomic_write); summary writers are flushed when
 `train` ends, however it ends, and closed by `close()` (or `with Trainer(...)
 as trainer:`).
@@ -43,6 +43,7 @@ from absl import logging
 import tensorflow as tf
 
 from spinenet_tf.checkpoints import load_initial_weights, model_checkpoint
+from spinenet_tf.data import skipping
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.training.progress import Progress
 from spinenet_tf.training import train_input as train_input_lib
@@ -311,18 +312,20 @@ class Trainer:
       self._flush()
 
   def _no_training_data(self, error):
-    data = self.config.train_data
-    counts = ''
-    counter = getattr(self.task, 'train_skip_counter', None)
+    """The error for a training input that ended (it repeats: it gave no
+    batch at all), naming the data and, from the pipeline's SkipCounter,
+    the counts."""
+    del error
+    counter = skipping.latest_training_counter()
     if counter is not None:
-      counts = (f' ({counter.skipped_records} records skipped, '
-                f'{counter.invalid_boxes} invalid boxes dropped)')
+      return skipping.NoValidRecordsError(
+          f'train_data: {counter.no_valid_records_error()}')
+    data = self.config.train_data
     where = (f'file_pattern {data.file_pattern!r}' if data.file_pattern
              else f'split {data.split!r}' if data.split else 'its data')
-    return ValueError(
+    return skipping.NoValidRecordsError(
         f'train_data (source {data.source!r}, {where}) gave no training '
-        f'batch: every record was skipped or none was found{counts}. '
-        f'TensorFlow: {_first_line(error)}')
+        'batch: every record was skipped or none was found.')
 
   def _train(self, evaluate, on_start):
     tc = self.config.trainer
