@@ -235,7 +235,7 @@ def check_examples(serialized_examples):
                     lambda: tf.zeros([0], tf.int64), bad_indices)
   return _require(tf.equal(tf.size(indices), 0), [
       'tf_example: serialized_examples must be serialized tf.Example protos '
-      f'with the encoded image as bytes in {IMAGE_KEY!r}; these indices are '
+      f'with the encoded image as bytes in {IMAGE_KEY}; these indices are '
       'not:', indices], lambda: serialized_examples, tf.zeros([0], tf.string))
 
 
@@ -271,6 +271,10 @@ class ServingModule(tf.Module):
     if dtype is not None and not fold:
       raise ValueError('dtype needs fold=True.')
     self.network = fold_batchnorm(model, dtype) if fold else model
+    # Every variable, tracked by the module itself: a SavedModel does not
+    # reach the layers a Keras model holds in nested lists (RetinaNet's
+    # per-level head norms) and would refuse an unfolded detector.
+    self.network_variables = list(self.network.weights)
     if self.is_detector:
       self._postprocess = model.postprocess
       slots = model.settings['max_detections']
