@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from spinenet_tf.data import detection_records
+from spinenet_tf.data import detection_records, skipping, tfrecord_reader
 
 CLASS_NAMES = ('background', 'rectangle', 'ellipse', 'triangle')
 NUM_CLASSES = len(CLASS_NAMES)
@@ -219,7 +219,11 @@ def read_info(directory):
 
 
 def load_examples(directory, split='train'):
-  """The records of a split, in order, as example dicts (the reader)."""
+  """The records of a split, in order, as example dicts (the reader; a
+  damaged record is skipped and logged, see `tfrecord_reader`)."""
   read_info(directory)
   files = sorted(tf.io.gfile.glob(file_pattern(directory, split)))
-  return tf.data.TFRecordDataset(files).map(detection_records.decode_example)
+  counter = skipping.SkipCounter()
+  files = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
+  return files.flat_map(lambda path: tfrecord_reader.read_file(
+      path, counter)).map(detection_records.decode_example)
