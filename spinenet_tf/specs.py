@@ -246,9 +246,14 @@ def scaling_from_dict(values: dict, source: str = 'scaling') -> Scaling:
 SCALING_FIELDS = tuple(f.name for f in dataclasses.fields(Scaling))
 
 
+# Scaling fields only one family uses; elsewhere they must keep the default.
+FAMILY_FIELDS = {SPINENET: ('resample_alpha',),
+                 MOBILE: ('expand_ratio', 'se_ratio')}
+
+
 def validate_scaling(scaling: Scaling):
   """Raises ValueError naming the first field of `scaling` out of type or
-  range."""
+  range, or set for the family that does not use it."""
   checks.choice('scaling.family', scaling.family, tuple(BLOCK_TYPES))
   checks.integer('scaling.endpoints_num_filters',
                  scaling.endpoints_num_filters, 1)
@@ -259,6 +264,13 @@ def validate_scaling(scaling: Scaling):
   checks.integer('scaling.block_repeats', scaling.block_repeats, 1)
   checks.integer('scaling.expand_ratio', scaling.expand_ratio, 1)
   checks.number('scaling.se_ratio', scaling.se_ratio, 0, 1)
+  default = Scaling()
+  for family, names in FAMILY_FIELDS.items():
+    for name in names:
+      value = getattr(scaling, name)
+      if family != scaling.family and value != getattr(default, name):
+        raise ValueError(f'scaling.{name} = {value!r} has no effect on '
+                         f'{scaling.family}: only {family} uses it.')
 
 
 # --------------------------------------------------------------------------

@@ -58,10 +58,12 @@ def test_layers_refuse_unknown_keywords_with_their_options(make):
 
 @pytest.mark.parametrize('kwargs, field', [
     (dict(filter_size_scale=0.0), 'scaling.filter_size_scale'),
-    (dict(resample_alpha=-0.5), 'scaling.resample_alpha'),
+    (dict(resample_alpha=-0.5), 'scaling.resample_alpha'),  # (0, inf]
     (dict(block_repeats=1.5), 'scaling.block_repeats'),
     (dict(endpoints_num_filters='64'), 'scaling.endpoints_num_filters'),
     (dict(filter_size_scale=0.01), 'leaves level 0 blocks with 0 filters'),
+    (dict(resample_alpha=0.25), 'scaling.resample_alpha = 0.25 has no effect '
+                                'on spinenet_mobile: only spinenet uses it'),
     (dict(activation='gelu'), 'activation must be one of'),
     (dict(stochastic_depth_rate='0.1'), 'stochastic_depth_rate must be a number'),
     (dict(norm_momentum=1.5), 'norm_momentum must be a number in [0, 1)'),
