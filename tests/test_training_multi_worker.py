@@ -5,10 +5,16 @@ under model_dir/.worker_tmp/1. BatchNorm is synchronized: without it each
 worker keeps the moving statistics of its own images (Keras 3 updates a
 replica's copy of them only), which then differ.
 
+The run is train_and_eval: the evaluation after step 4 runs under the
+strategy, each worker on its share of the 7 validation images (4 and 3: the
+last batch is partial, padded and masked), and the chief's metrics equal a
+single-device evaluation of the chief's checkpoint in this process.
+
 The workers write the synthetic dataset themselves, into one data_dir at
 the same time, and read the single train file sharded by record."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,11 +27,15 @@ import tensorflow as tf
 from spinenet_tf.data import detection_input, synthetic_shapes
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-TINY = ('train_data.synthetic_num_images=16,eval_data.synthetic_num_images=8,'
+NUM_EVAL = 7  # not divisible by the global batch
+TINY = ('train_data.synthetic_num_images=16,'
+        f'eval_data.synthetic_num_images={NUM_EVAL},'
         'train_data.global_batch_size=4,eval_data.global_batch_size=4,'
         'trainer.train_steps=4,trainer.steps_per_loop=2,'
-        'trainer.checkpoint_interval=4,model.use_sync_bn=true')
-TIMEOUT = 240
+        'trainer.checkpoint_interval=4,model.use_sync_bn=true,'
+        # Keep every box: a 4-step model scores below the default 0.05.
+        'model.score_threshold=0.0,trainer.num_summary_images=0')
+TIMEOUT = 900  # ~250 s on a quiet 2-core machine
 
 
 def free_ports(count):
@@ -53,7 +63,8 @@ def run_workers(model_dir, data_dir, num_workers=2):
     processes.append((subprocess.Popen(
         [sys.executable, os.path.join(ROOT, 'scripts', 'train.py'),
          '--experiment=demo_retinanet_synthetic',
-         '--strategy=multi_worker_mirrored', f'--model_dir={model_dir}',
+         '--strategy=multi_worker_mirrored', '--mode=train_and_eval',
+         f'--model_dir={model_dir}',
          f'--data_dir={data_dir}', f'--params_override={TINY}'],
         stdout=logs[0], stderr=logs[1], text=True,
         env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2',
@@ -104,6 +115,41 @@ def test_two_workers_train_to_the_same_weights(tmp_path):
     if name.endswith('.ATTRIBUTES/VARIABLE_VALUE'):
       np.testing.assert_allclose(other.get_tensor(name), chief.get_tensor(name),
                                  rtol=1e-5, atol=1e-6, err_msg=name)
+
+  # Evaluation: each worker ran its share, all of them were evaluated.
+  for index, share in enumerate([[4], [3]]):
+    found = re.findall(r'Evaluated (\d+) images; worker %d ran (\[.*?\])'
+                       % index, results[index][2])
+    assert found == [(str(NUM_EVAL), str(share))], results[index][2][-3000:]
+  with open(model_dir / 'eval_metrics.json') as f:
+    evaluation = json.load(f)
+  assert evaluation['step'] == 4
+  distributed = evaluation['metrics']
+  # Every worker computed the same metrics from the gathered detections.
+  lines = [[line for line in out.splitlines() if line.startswith('step 4 eval')]
+           for _, out, _ in results]
+  assert lines[0] == lines[1] and len(lines[0]) == 1, lines
+  single = _single_device_metrics(model_dir, data_dir)
+  assert set(single) == set(distributed) and len(single) == 12
+  assert single['ARmax100'] > 0, single
+  for name, value in single.items():
+    assert abs(distributed[name] - value) <= 1e-9, (name, value,
+                                                    distributed[name])
+
+
+def _single_device_metrics(model_dir, data_dir):
+  """The chief's step-4 checkpoint evaluated on one device (a plain dataset
+  of global batches, no strategy)."""
+  from spinenet_tf.checkpoints import model_checkpoint
+  from spinenet_tf.training import config as config_lib
+  from spinenet_tf.training.tasks import build_task
+
+  config = config_lib.load_experiment(str(model_dir / 'params.yaml'))
+  task = build_task(config, str(data_dir))
+  model = task.build_model()
+  model_checkpoint(model).read(
+      tf.train.latest_checkpoint(str(model_dir))).expect_partial()
+  return task.evaluate(model, task.eval_dataset())
 
 
 def test_fewer_files_than_workers_shard_the_records(tmp_path):
