@@ -301,6 +301,7 @@ _CONDITIONAL = {
                                       'trainer.best_metric'),
     ('trainer', 'init_checkpoint_modules'): (
         lambda c: c.trainer.init_checkpoint, 'trainer.init_checkpoint'),
+    ('trainer', 'num_summary_images'): (_DETECTION, 'task detection'),
 }
 for _section in ('train_data', 'eval_data'):
   _CONDITIONAL[(_section, 'randaugment')] = (_CLASSIFICATION,
@@ -310,6 +311,11 @@ for _section in ('train_data', 'eval_data'):
   _CONDITIONAL[(_section, 'file_pattern')] = (
       lambda c, s=_section: getattr(c, s).source == 'tfrecord',
       "source 'tfrecord'")
+  for _key in ('split', 'data_dir'):  # tfrecord reads file_pattern only
+    _CONDITIONAL[(_section, _key)] = (
+        lambda c, s=_section: not (c.task == 'detection' and
+                                   getattr(c, s).source == 'tfrecord'),
+        "a source other than 'tfrecord'")
   _CONDITIONAL[(_section, 'synthetic_num_images')] = (
       lambda c, s=_section: getattr(c, s).source == 'synthetic',
       "source 'synthetic'")
@@ -317,7 +323,7 @@ for _section in ('train_data', 'eval_data'):
     _CONDITIONAL[(_section, _key)] = (_DETECTION, 'task detection')
 _CONDITIONAL[('train_data', 'scale_range')] = (_DETECTION, 'task detection')
 for _key in ('scale_range', 'shuffle_buffer', 'randaugment',
-             'label_smoothing'):
+             'label_smoothing', 'seed'):
   _CONDITIONAL[('eval_data', _key)] = (lambda c: False, 'training data')
 # The model's weight penalty is the optimizer's (one place, one meaning).
 _REFUSED_MODEL_KEYS = {
