@@ -129,6 +129,15 @@ def read_bytes(path):
     return f.read()
 
 
+def decode_error(error):
+  """The decoder's own line of a TensorFlow op error (a loaded function's
+  message holds it after the node's trace header)."""
+  lines = [line.strip() for line in (error.message or '').splitlines()]
+  lines = [line for line in lines if line and not line.startswith(
+      ('[[', 'Graph execution error', 'Detected at node', '<stack trace'))]
+  return lines[-1] if lines else cli.one_line(error)
+
+
 def predict_all(predict, files):
   """([(file index, outputs of that image)], {file: why skipped}),
   skipping undecodable files."""
@@ -148,7 +157,7 @@ def predict_all(predict, files):
           outputs = predict(encoded[j:j + 1])
           results.append((i, {k: v[0] for k, v in outputs.items()}))
         except tf.errors.InvalidArgumentError as e:
-          skipped[files[i]] = cli.one_line(e)
+          skipped[files[i]] = decode_error(e)
           logging.warning('skipped %s: %s', files[i], skipped[files[i]])
   return results, skipped
 

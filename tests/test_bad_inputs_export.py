@@ -410,7 +410,7 @@ def test_verbose_shows_the_trace(cli_results):
 @pytest.mark.parametrize('case, fragments', [
     ('missing_image', ['--input ', 'missing.jpg: no such file or folder']),
     ('not_an_image', ['text.jpg: none of the 1 files could be decoded',
-                      'text.jpg: ']),
+                      'text.jpg: Unknown image file format']),
     ('bad_export_dir', ['--saved_model ', 'empty_export: not a SavedModel '
                         'folder (no saved_model.pb)']),
     ('no_model', ['give either --saved_model or --config_file']),
