@@ -235,12 +235,7 @@ def check_model(task, model):
                        f'{model[key]!r}.')
   known = _model_keys(task)
   for key, value in model.items():
-    if key in _REFUSED_MODEL_KEYS:
-      raise ValueError(f'config key model.{key} is not taken: '
-                       f'{_REFUSED_MODEL_KEYS[key]}.')
-    if key not in known:
-      raise ValueError(f'unknown config key model.{key} for task {task!r}; '
-                       f'known: {sorted(known)}.')
+    _check_known('model.', key, known, f' for task {task!r}')
     default = known[key]
     if default is None or value is None or default is inspect.Parameter.empty:
       continue
@@ -266,12 +261,17 @@ def _check_backbone_kwargs(options):
                      f'got {options!r}.')
   known = backbone_lib.BACKBONE_OPTIONS + backbone_lib.SCALING_OVERRIDES
   for key in options:
-    if key in _REFUSED_MODEL_KEYS:
-      raise ValueError(f'config key model.backbone_kwargs.{key} is not '
-                       f'taken: {_REFUSED_MODEL_KEYS[key]}.')
-    if key not in known:
-      raise ValueError(f'unknown config key model.backbone_kwargs.{key}; '
-                       f'known: {sorted(known)}.')
+    _check_known('model.backbone_kwargs.', key, known)
+
+
+def _check_known(prefix, key, known, context=''):
+  """Refuses a model key that is unknown or deliberately not taken."""
+  if key in _REFUSED_MODEL_KEYS:
+    raise ValueError(f'config key {prefix}{key} is not taken: '
+                     f'{_REFUSED_MODEL_KEYS[key]}.')
+  if key not in known:
+    raise ValueError(f'unknown config key {prefix}{key}{context}; known: '
+                     f'{sorted(known)}.')
 
 
 # Keys that act only in some settings: (section, key) -> (applies(config),
