@@ -18,12 +18,12 @@ BatchNorm is folded into the convolutions first (`fold_batchnorm`).
 
 import os
 import tempfile
-import uuid
 
 import keras
 import tensorflow as tf
 
 from spinenet_tf.detection import box_coder
+from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.export.saved_model import normalize
 from spinenet_tf.models.retinanet import RetinaNet
@@ -79,12 +79,4 @@ def write_tflite(tflite_bytes, path):
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
-  tmp = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex}'
-  try:
-    with tf.io.gfile.GFile(tmp, 'wb') as f:
-      f.write(tflite_bytes)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
+  atomic_write(path, tflite_bytes)
