@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import detection_input, synthetic_shapes
+from spinenet_tf.data.skipping import SkipCounter
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 NUM_EVAL = 7  # not divisible by the global batch
@@ -163,7 +164,7 @@ def test_fewer_files_than_workers_shard_the_records(tmp_path):
   for index in range(2):
     context = tf.distribute.InputContext(2, index, 1)
     records = detection_input._tfrecord_records(pattern, True, None, context,
-                                                 False)
+                                                 False, SkipCounter())
     shares.append([where.decode() for _, where in records.as_numpy_iterator()])
   assert len(shares[0]) == len(shares[1]) == 5
   assert len(set(shares[0]) | set(shares[1])) == 10
