@@ -279,7 +279,6 @@ def _check_known(prefix, key, known, context=''):
 # refused rather than ignored.
 _DETECTION = lambda c: c.task == 'detection'  # noqa: E731
 _CLASSIFICATION = lambda c: c.task == 'classification'  # noqa: E731
-_TRAIN_DETECTION = {'max_num_instances', 'scale_range', 'synthetic_num_images'}
 _CONDITIONAL = {
     ('optimizer', 'momentum'): (lambda c: c.optimizer.type == 'sgd',
                                 'optimizer.type sgd'),
