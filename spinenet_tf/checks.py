@@ -46,3 +46,15 @@ def choice(name, value, choices):
   if value not in choices:
     _fail(name, f'one of {list(choices)}', value)
   return value
+
+
+def image_shape(name, value):
+  """`value` as a (height, width, channels) tuple of ints or None."""
+  if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple))
+      or len(value) != 3 or not all(
+          d is None or (isinstance(d, numbers.Integral)
+                        and not isinstance(d, bool) and d > 0)
+          for d in value)):
+    _fail(name, '(height, width, channels) of positive integers or None',
+          value)
+  return tuple(value)

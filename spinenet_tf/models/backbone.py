@@ -130,12 +130,7 @@ def _check_options(activation, use_sync_bn, norm_momentum, norm_epsilon,
   checks.boolean('weighted_fusion', weighted_fusion)
   checks.number('norm_momentum', norm_momentum, 0, 1, high_open=True)
   checks.number('norm_epsilon', norm_epsilon, 0, low_open=True)
-  if (isinstance(input_shape, (str, bytes)) or
-      not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3 or
-      not all(d is None or (isinstance(d, int) and not isinstance(d, bool))
-              for d in input_shape)):
-    raise ValueError('input_shape must be (height, width, channels) of '
-                     f'integers or None, got {input_shape!r}.')
+  checks.image_shape('input_shape', input_shape)
 
 
 class _GraphBuilder:
