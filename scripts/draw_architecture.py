@@ -11,7 +11,7 @@ from spinenet_tf.viz import draw_architecture
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model_id', '49', 'Model id: 49S, 49, 96, 143, 143L, 190, '
-                    'mobile-49, mobile-49S, mobile-49XS.')
+                    'mobile-49, mobile-49S, mobile-49XS, R0-SP53.')
 flags.DEFINE_string('spec_file', None, 'YAML block-spec file; overrides '
                     '--model_id.')
 flags.DEFINE_string('output', 'spinenet.png', 'Where to write the PNG.')

@@ -98,6 +98,9 @@ SCALING = {
     'mobile-49XS': Scaling(MOBILE, 24, 0.6),
 }
 MODEL_IDS = tuple(SCALING)
+# Searched networks with no Model Garden twin (specs in `rsp_specs`), so not
+# in MODEL_IDS: model id -> the model id whose scaling they are built at.
+SEARCHED_MODELS = {'R0-SP53': '49'}
 
 
 def resolve_model_id(model_id) -> str:
@@ -108,11 +111,17 @@ def resolve_model_id(model_id) -> str:
     if lowered.startswith(prefix):
       key, lowered = key[len(prefix):], lowered[len(prefix):]
       break
-  for known in MODEL_IDS:
+  for known in MODEL_IDS + tuple(SEARCHED_MODELS):
     if known.lower() == lowered.replace('_', '-'):
       return known
   raise ValueError(f'Unknown SpineNet model_id {model_id!r}; valid model ids: '
-                   f'{", ".join(MODEL_IDS)}.')
+                   f'{", ".join(MODEL_IDS + tuple(SEARCHED_MODELS))}.')
+
+
+def model_scaling(model_id) -> Scaling:
+  """The `Scaling` of a model id in any spelling `resolve_model_id` takes."""
+  model_id = resolve_model_id(model_id)
+  return SCALING[SEARCHED_MODELS.get(model_id, model_id)]
 
 
 def default_block_specs(family: str):

@@ -12,7 +12,7 @@ import os
 
 import keras
 
-from spinenet_tf import checks
+from spinenet_tf import checks, rsp_specs
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.layers import (BlockFusion, BottleneckBlock, ConvNormAct,
                                 MBConvBlock, MobileResample, Resample,
@@ -214,7 +214,7 @@ def _resolve(model_id_or_specs, scaling):
   """Returns (block_specs, Scaling, YAML path or None) for a model id, a YAML
   path or specs."""
   if isinstance(scaling, str):
-    scaling = specs_lib.SCALING[specs_lib.resolve_model_id(scaling)]
+    scaling = specs_lib.model_scaling(scaling)
   elif isinstance(scaling, dict):
     scaling = specs_lib.scaling_from_dict(scaling)
   if isinstance(model_id_or_specs, (str, os.PathLike)):
@@ -225,7 +225,9 @@ def _resolve(model_id_or_specs, scaling):
       source = name
     else:
       model_id = specs_lib.resolve_model_id(name)
-      scaling = scaling or specs_lib.SCALING[model_id]
+      scaling = scaling or specs_lib.model_scaling(model_id)
+      if model_id in specs_lib.SEARCHED_MODELS:
+        return rsp_specs.BLOCK_SPECS[model_id], scaling, None
       return specs_lib.default_block_specs(scaling.family), scaling, None
   else:
     block_specs = specs_lib.parse_block_specs(model_id_or_specs)
@@ -256,8 +258,9 @@ def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
 
   Args:
     model_id_or_specs: a model id ('49S', '49', '96', '143', '143L', '190',
-      'mobile-49', 'mobile-49S', 'mobile-49XS'), a path to a YAML block-spec
-      file, or a list of BlockSpecs / 4-tuples / dicts.
+      'mobile-49', 'mobile-49S', 'mobile-49XS'; 'R0-SP53' from `rsp_specs`
+      at SpineNet-49's scaling), a path to a YAML block-spec file, or a list
+      of BlockSpecs / 4-tuples / dicts.
     input_shape: (height, width, 3); None for any size.
     min_level, max_level: output levels.
     scaling: a `Scaling`, a dict of its fields, or a model id whose scaling to

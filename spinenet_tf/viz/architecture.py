@@ -39,6 +39,8 @@ def _title(specs_or_model_id):
     if name.endswith(('.yaml', '.yml')):
       return f'SpineNet from {os.path.basename(name)}'
     model_id = specs_lib.resolve_model_id(name)
+    if model_id in specs_lib.SEARCHED_MODELS:
+      return model_id
     return 'SpineNet-' + model_id.replace('mobile-', 'Mobile-')
   return 'SpineNet (custom block specs)'
 
