@@ -6,8 +6,8 @@
     images, labels = next(iter(ds))  # [B, 640, 640, 3]; boxes, classes
 
 Path of a record: source (TFRecord files, TFDS `coco/2017`, or the synthetic
-shapes TFRecords) -> shuffle (training) -> per-record parse, guarded:
-decode the tf.Example or TFDS features into an example dict
+shapes or scenes TFRecords) -> shuffle (training) -> per-record parse,
+guarded: decode the tf.Example or TFDS features into an example dict
 (`detection_records`), then `detection_parser.parse_train` / `parse_eval`
 -> drop records that failed, counting them -> batch -> prefetch.
 
@@ -33,10 +33,15 @@ raise (see `skipping`).
 import tensorflow as tf
 
 from spinenet_tf.data import (coco_tfds, detection_parser, detection_records,
-                              synthetic_shapes, tfrecord_reader)
+                              synthetic_scenes, synthetic_shapes,
+                              tfrecord_reader)
 from spinenet_tf.data.skipping import SkipCounter, guarded
 
-SOURCES = ('tfrecord', 'tfds', 'synthetic')
+# The built-in datasets, written to data_dir (info.json 'dataset' names the
+# source; a synthetic_shapes info.json has none).
+SYNTHETIC = {'synthetic': synthetic_shapes,
+             'synthetic_scenes': synthetic_scenes}
+SOURCES = ('tfrecord', 'tfds', *SYNTHETIC)
 
 
 def _tfrecord_records(file_pattern, is_training, seed, input_context,
@@ -82,10 +87,13 @@ def _records(source, file_pattern, data_dir, split, is_training, seed,
             coco_tfds.to_example,
             f'TFDS coco/2017 split {split!r} in {data_dir!r}')
   description = f'file_pattern {file_pattern!r}'
-  if source == 'synthetic':
-    synthetic_shapes.read_info(data_dir)
-    file_pattern = synthetic_shapes.file_pattern(data_dir, split)
-    description = f'synthetic split {split!r} ({file_pattern!r})'
+  if source in SYNTHETIC:
+    dataset = SYNTHETIC[source].read_info(data_dir).get('dataset', 'synthetic')
+    if dataset != source:
+      raise ValueError(f'data_dir {data_dir!r} holds the {dataset!r} dataset, '
+                       f'not {source!r}.')
+    file_pattern = SYNTHETIC[source].file_pattern(data_dir, split)
+    description = f'{source} split {split!r} ({file_pattern!r})'
   num_files = len(tf.io.gfile.glob(file_pattern))
   if not num_files:
     raise FileNotFoundError(f'No files match {file_pattern!r}.')
@@ -106,8 +114,9 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
 
   Args:
     source: 'tfrecord' (`file_pattern`: Model Garden format tf.Examples),
-      'tfds' (`coco/2017` in `data_dir`, COCO ids 1..90) or 'synthetic'
-      (`synthetic_shapes` records in `data_dir`).
+      'tfds' (`coco/2017` in `data_dir`, COCO ids 1..90), 'synthetic'
+      (`synthetic_shapes` records in `data_dir`) or 'synthetic_scenes'
+      (`synthetic_scenes` records in `data_dir`).
     is_training: augment, shuffle, drop crowd boxes; else evaluation.
     output_size: side S of the square images (divisible by 2**max_level
       for the model).
@@ -115,7 +124,7 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
     split: TFDS / synthetic split; 'train' or 'validation' by default.
     num_classes: class slots with background 0; boxes with class ids
       outside 1..num_classes-1 are dropped. Default 91 (COCO), 4 for
-      'synthetic'.
+      'synthetic', 13 for 'synthetic_scenes'.
     max_num_instances: M, ground truth per image after padding.
     scale_range: (min, max) random scale of the long side relative to S.
     hflip: random horizontal flips in training.
@@ -143,11 +152,11 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
   if (source == 'tfrecord') != (file_pattern is not None):
     raise ValueError("file_pattern is needed for, and only for, "
                      "source='tfrecord'.")
-  if source == 'synthetic' and data_dir is None:
-    raise ValueError("source='synthetic' needs data_dir.")
+  if source in SYNTHETIC and data_dir is None:
+    raise ValueError(f'source={source!r} needs data_dir.')
   split = split or ('train' if is_training else 'validation')
   if num_classes is None:
-    num_classes = (synthetic_shapes.NUM_CLASSES if source == 'synthetic'
+    num_classes = (SYNTHETIC[source].NUM_CLASSES if source in SYNTHETIC
                    else 91)
   if deterministic is None:
     deterministic = seed is not None or not is_training

@@ -35,12 +35,14 @@ _MAX_HIDDEN = 0.5  # largest fraction of a placed shape a later one may hide
 _MIN_PIXELS = 16
 
 
-def _muted_colour(rng):
+def muted_colour(rng):
+  """A greyish float (r, g, b), for backgrounds."""
   grey = rng.uniform(60, 190)
   return np.clip(grey + rng.normal(0, 20, 3), 0, 255)
 
 
-def _saturated_colour(rng):
+def saturated_colour(rng):
+  """A bright uint8 (r, g, b), one or two channels high."""
   colour = rng.uniform(0, 90, 3)
   colour[rng.integers(3)] = rng.uniform(200, 255)
   if rng.random() < 0.5:
@@ -53,7 +55,7 @@ def _background(rng, height, width):
   y, x = np.mgrid[0:height, 0:width].astype(np.float32)
   angle = rng.uniform(0, math.pi)
   along = y * math.sin(angle) + x * math.cos(angle)
-  a, b = _muted_colour(rng), _muted_colour(rng)
+  a, b = muted_colour(rng), muted_colour(rng)
   kind = rng.integers(3)
   if kind == 0:
     t = np.full((height, width), 0.5, np.float32)
@@ -67,6 +69,29 @@ def _background(rng, height, width):
   return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def shape_mask(rng, shape, h, w):
+  """Bool mask [h, w] of a 'rectangle', 'ellipse' or 'triangle' filling
+  the box (a triangle's apex is at a random point of the top or, upside
+  down, the bottom edge)."""
+  y, x = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+  if shape == 'rectangle':
+    return np.ones((h, w), bool)
+  if shape == 'ellipse':
+    return ((y - h / 2) / (h / 2))**2 + ((x - w / 2) / (w / 2))**2 <= 1.0
+  apex = (0.0, rng.uniform(0, w))
+  left, right = (h, 0.0), (h, float(w))
+  if rng.random() < 0.5:  # upside down
+    apex, left, right = (h, apex[1]), (0.0, 0.0), (0.0, float(w))
+  corners = (apex, left, right)
+  cy, cx = np.mean(corners, axis=0)
+  mask = np.ones((h, w), bool)
+  for (y0, x0), (y1, x1) in zip(corners, corners[1:] + corners[:1]):
+    side = (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
+    inner = (x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)
+    mask &= side * np.sign(inner) >= 0
+  return mask
+
+
 def _shape_mask(rng, class_id, size, height, width):
   """Mask [h, w] of one shape and its top-left (y, x) in the image."""
   h = max(3, int(size * rng.uniform(0.6, 1.0)))
@@ -74,23 +99,7 @@ def _shape_mask(rng, class_id, size, height, width):
   if rng.random() < 0.5:
     h, w = w, h
   h, w = min(h, height), min(w, width)
-  y, x = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-  if class_id == 1:  # rectangle
-    mask = np.ones((h, w), bool)
-  elif class_id == 2:  # ellipse
-    mask = ((y - h / 2) / (h / 2))**2 + ((x - w / 2) / (w / 2))**2 <= 1.0
-  else:  # triangle: apex on the top edge, base on the bottom edge
-    apex = (0.0, rng.uniform(0, w))
-    left, right = (h, 0.0), (h, float(w))
-    if rng.random() < 0.5:  # upside down
-      apex, left, right = (h, apex[1]), (0.0, 0.0), (0.0, float(w))
-    corners = (apex, left, right)
-    cy, cx = np.mean(corners, axis=0)
-    mask = np.ones((h, w), bool)
-    for (y0, x0), (y1, x1) in zip(corners, corners[1:] + corners[:1]):
-      side = (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
-      inner = (x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0)
-      mask &= side * np.sign(inner) >= 0
+  mask = shape_mask(rng, CLASS_NAMES[class_id], h, w)
   top, left_edge = rng.integers(0, height - h + 1), rng.integers(
       0, width - w + 1)
   return mask, (top, left_edge)
@@ -130,7 +139,7 @@ def draw_scene(rng, height, width, num_objects=None):
       continue
     region[mask] = len(classes) + 1
     image[top:top + mask.shape[0], left:left + mask.shape[1]][mask] = (
-        _saturated_colour(rng))
+        saturated_colour(rng))
     classes.append(class_id)
     areas.append(mask.sum())
   boxes = np.zeros((len(classes), 4), np.int64)
@@ -140,14 +149,17 @@ def draw_scene(rng, height, width, num_objects=None):
   return image, boxes, np.array(classes, np.int64), owner
 
 
-def _example(rng, image_size, source_id):
-  image, boxes, classes, owner = draw_scene(rng, image_size, image_size)
+def scene_example(scene, source_id):
+  """A square scene (image, boxes, classes, owner) as a JPEG tf.Example;
+  each object's area is its visible pixel count."""
+  image, boxes, classes, owner = scene
+  size = image.shape[0]
   areas = np.bincount(owner.ravel(), minlength=len(classes) + 1)[1:]
   encoded = tf.io.encode_jpeg(image, quality=95,
                               chroma_downsampling=False).numpy()
   return detection_records.make_example(
-      encoded, image_size, image_size, boxes / image_size, classes,
-      source_id=source_id, areas=areas)
+      encoded, size, size, boxes / size, classes, source_id=source_id,
+      areas=areas)
 
 
 def file_pattern(directory, split):
@@ -163,6 +175,19 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
   Source ids are 1.. for train and 1_000_001.. for validation. Returns
   {split: [files]}.
   """
+  return write_dataset(
+      directory, lambda rng, source_id: scene_example(
+          draw_scene(rng, image_size, image_size), source_id),
+      CLASS_NAMES, (num_train, num_val), {'image_size': image_size,
+                                          'seed': seed}, examples_per_shard)
+
+
+def write_dataset(directory, make_example, class_names, counts, info,
+                  examples_per_shard):
+  """Writes a synthetic dataset: `counts` (train, validation) records
+  `make_example(rng, source_id)`, the rng seeded by (info['seed'], split,
+  index); info.json holds class_names, num_classes, `info` and the counts.
+  Returns {split: [files]}."""
   os.makedirs(directory, exist_ok=True)
   # Written aside, then moved in with info.json last: processes writing the
   # same dataset at once (the workers of a multi-worker run) never read a
@@ -170,22 +195,23 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
   staging = tempfile.mkdtemp(prefix='.writing-', dir=directory)
   try:
     files = {}
-    for index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+    for index, (split, count) in enumerate(zip(SPLITS, counts)):
       first_id = 1 + 1_000_000 * index
-      examples = (_example(np.random.default_rng([seed, index, i]),
-                           image_size, first_id + i) for i in range(count))
+      examples = (make_example(  # map order fixed: same bytes each run
+          np.random.default_rng([info['seed'], index, i]),
+          first_id + i).SerializeToString(deterministic=True)
+                  for i in range(count))
       files[split] = [os.path.join(directory, os.path.basename(path))
                       for path in detection_records.write_tfrecords(
                           os.path.join(staging, split), examples,
                           num_shards=max(1, math.ceil(
                               count / examples_per_shard)))]
-    info = {'class_names': list(CLASS_NAMES), 'num_classes': NUM_CLASSES,
-            'image_size': image_size, 'seed': seed,
-            'num_examples': {'train': num_train, 'validation': num_val}}
+    info = {'class_names': list(class_names), 'num_classes': len(class_names),
+            **info, 'num_examples': dict(zip(SPLITS, counts))}
     with open(os.path.join(staging, INFO_FILE), 'w') as f:
       json.dump(info, f, indent=2)
     with open(os.path.join(staging, CLASS_NAMES_FILE), 'w') as f:
-      f.write('\n'.join(CLASS_NAMES) + '\n')
+      f.write('\n'.join(class_names) + '\n')
     names = sorted(os.listdir(staging), key=lambda name: name == INFO_FILE)
     for name in names:
       os.replace(os.path.join(staging, name), os.path.join(directory, name))
@@ -194,14 +220,17 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
   return files
 
 
-def write_sample_images(directory, sizes, seed=0):
+def write_sample_images(directory, sizes, seed=0, draw=None):
   """Writes one PNG scene per (height, width) in `sizes`, not drawn from
-  either split (their rng is seeded apart); returns the paths."""
+  either split (their rng is seeded apart); returns the paths. `draw`:
+  (rng, height, width) -> (image, ...), this module's `draw_scene` by
+  default."""
+  draw = draw or draw_scene
   os.makedirs(directory, exist_ok=True)
   paths = []
   for i, (height, width) in enumerate(sizes):
-    image = draw_scene(np.random.default_rng([seed, len(SPLITS), i]),
-                       height, width)[0]
+    image = draw(np.random.default_rng([seed, len(SPLITS), i]), height,
+                 width)[0]
     paths.append(os.path.join(directory, f'sample_{i:02d}.png'))
     tf.io.write_file(paths[-1], tf.io.encode_png(image))
   return paths

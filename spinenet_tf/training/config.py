@@ -23,7 +23,7 @@ import yaml
 from spinenet_tf import checks
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data.classification_input import DATASETS
-from spinenet_tf.data.detection_input import SOURCES
+from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
 from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.models import classifier, retinanet
 
@@ -48,9 +48,11 @@ def _range(default, low=None, high=None, low_open=False, high_open=False,
 
 @dataclasses.dataclass
 class DataConfig:
-  """An input pipeline. `source`: detection 'tfrecord', 'tfds' (coco/2017)
-  or 'synthetic' (written to data_dir when missing); classification a TFDS
-  name ('i_naturalist2017', 'i_naturalist2021', 'imagenet2012')."""
+  """An input pipeline. `source`: detection 'tfrecord', 'tfds' (coco/2017),
+  'synthetic' or 'synthetic_scenes' (written to data_dir when missing, with
+  synthetic_num_images; set model.num_classes to 13 for the scenes);
+  classification a TFDS name ('i_naturalist2017', 'i_naturalist2021',
+  'imagenet2012')."""
   source: str = 'synthetic'
   file_pattern: typing.Optional[str] = None
   data_dir: typing.Optional[str] = None
@@ -316,8 +318,8 @@ for _section in ('train_data', 'eval_data'):
                                    getattr(c, s).source == 'tfrecord'),
         "a source other than 'tfrecord'")
   _CONDITIONAL[(_section, 'synthetic_num_images')] = (
-      lambda c, s=_section: getattr(c, s).source == 'synthetic',
-      "source 'synthetic'")
+      lambda c, s=_section: getattr(c, s).source in SYNTHETIC,
+      "source 'synthetic' or 'synthetic_scenes'")
   for _key in ('max_num_instances',):
     _CONDITIONAL[(_section, _key)] = (_DETECTION, 'task detection')
 _CONDITIONAL[('train_data', 'scale_range')] = (_DETECTION, 'task detection')

@@ -16,9 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spinenet_tf.data import image_ops, synthetic_shapes
+from spinenet_tf.data import image_ops
+from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
-from spinenet_tf.data.detection_input import build_detection_dataset
+from spinenet_tf.data.detection_input import (SYNTHETIC,
+                                              build_detection_dataset)
 from spinenet_tf.detection.evaluate import evaluate_detector
 from spinenet_tf.export.model_config import build_model_from_config
 from spinenet_tf.training.eval_loop import EvalRun
@@ -57,8 +59,8 @@ class DetectionTask(Task):
 
   def _dataset(self, data, is_training, input_context=None, batch_size=None):
     data_dir = self._data_dir(data)
-    if data.source == 'synthetic':
-      self._ensure_synthetic(data_dir)
+    if data.source in SYNTHETIC:
+      self._ensure_synthetic(data.source, data_dir)
     return build_detection_dataset(
         data.source, is_training, _input_size(self.config.model),
         batch_size or _per_replica(data, input_context),
@@ -68,14 +70,15 @@ class DetectionTask(Task):
         scale_range=tuple(data.scale_range), shuffle_buffer=data.shuffle_buffer,
         seed=data.seed, input_context=input_context)
 
-  def _ensure_synthetic(self, data_dir):
-    """Writes the built-in dataset on first use (the demo needs no data)."""
+  def _ensure_synthetic(self, source, data_dir):
+    """Writes a built-in dataset on first use (the demo needs no data)."""
     if data_dir is None:
-      raise ValueError("source 'synthetic' needs a data_dir (--data_dir).")
-    if tf.io.gfile.exists(os.path.join(data_dir, synthetic_shapes.INFO_FILE)):
+      raise ValueError(f'source {source!r} needs a data_dir (--data_dir).')
+    module = SYNTHETIC[source]
+    if tf.io.gfile.exists(os.path.join(data_dir, module.INFO_FILE)):
       return
     c = self.config
-    synthetic_shapes.write_synthetic_dataset(
+    module.write_synthetic_dataset(
         data_dir, c.train_data.synthetic_num_images,
         c.eval_data.synthetic_num_images, _input_size(c.model), seed=0)
 
