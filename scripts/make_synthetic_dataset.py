@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Write the built-in synthetic shapes detection dataset as TFRecords.
+"""Write a built-in synthetic detection dataset as TFRecords.
 
   python scripts/make_synthetic_dataset.py --output_dir /tmp/shapes
+  python scripts/make_synthetic_dataset.py --output_dir /tmp/scenes \
+      --dataset scenes
   python scripts/make_synthetic_dataset.py --output_dir /tmp/shapes \
       --num_train 2000 --num_val 200 --image_size 384 --seed 1
   python scripts/make_synthetic_dataset.py --output_dir /tmp/shapes \
@@ -13,7 +15,9 @@ scripts/predict.py on.
 
 Then train or evaluate on it with
 `build_detection_dataset('synthetic', data_dir=..., ...)` (4 class slots:
-background, rectangle, ellipse, triangle).
+background, rectangle, ellipse, triangle), or for --dataset scenes (the
+harder `synthetic_scenes`: 12 textured shape classes, 2..30 objects)
+`build_detection_dataset('synthetic_scenes', ...)` (13 class slots).
 """
 import os
 
@@ -23,9 +27,13 @@ from absl import app, flags  # noqa: E402
 
 from spinenet_tf import cli  # noqa: E402
 
-from spinenet_tf.data import synthetic_shapes  # noqa: E402
+from spinenet_tf.data import synthetic_scenes, synthetic_shapes  # noqa: E402
 
+DATASETS = {'shapes': synthetic_shapes, 'scenes': synthetic_scenes}
 FLAGS = flags.FLAGS
+flags.DEFINE_enum('dataset', 'shapes', list(DATASETS),
+                  'shapes: 3 flat shape classes (the quickstart); scenes: '
+                  '12 textured shape classes in cluttered scenes.')
 flags.DEFINE_string('output_dir', None, 'Directory to write into.')
 flags.DEFINE_integer('num_train', 512, 'Training images.')
 flags.DEFINE_integer('num_val', 64, 'Validation images.')
@@ -49,13 +57,14 @@ def parse_size(text):
 
 def main(argv):
   del argv
-  files = synthetic_shapes.write_synthetic_dataset(
+  module = DATASETS[FLAGS.dataset]
+  files = module.write_synthetic_dataset(
       FLAGS.output_dir, FLAGS.num_train, FLAGS.num_val, FLAGS.image_size,
       FLAGS.seed)
   for split, paths in files.items():
     print(f'{split}: {len(paths)} file(s), e.g. {paths[0]}')
   if FLAGS.sample_sizes:
-    paths = synthetic_shapes.write_sample_images(
+    paths = module.write_sample_images(
         os.path.join(FLAGS.output_dir, 'samples'),
         [parse_size(text) for text in FLAGS.sample_sizes], FLAGS.seed)
     print(f'samples: {len(paths)} PNG file(s) in {os.path.dirname(paths[0])}')

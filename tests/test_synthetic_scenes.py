@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from spinenet_tf.data import detection_input, synthetic_scenes, synthetic_shapes
 from spinenet_tf.training import config as config_lib
@@ -196,3 +197,29 @@ def test_training_config_writes_and_reads_the_scenes(tmp_path):
   assert info['dataset'] == 'synthetic_scenes' and info['image_size'] == 128
   assert info['num_examples'] == {'train': 6, 'validation': 2}
   assert labels['classes'].numpy().max() > 0
+
+
+def test_training_config_needs_the_scenes_class_slots():
+  with pytest.raises(ValueError, match='model.num_classes must be >= 13 for '
+                                       "train_data.source 'synthetic_scenes'"):
+    config_lib.load_experiment(
+        os.path.join(ROOT, 'configs', 'demo_retinanet_synthetic.yaml'),
+        ['train_data.source=synthetic_scenes'])
+
+
+def test_sample_grid(tmp_path):
+  path = str(tmp_path / 'grid.png')
+  grid = synthetic_scenes.write_sample_grid(path, count=3, image_size=64,
+                                            columns=2)
+  assert grid.shape == (128, 128, 3)
+  scene = synthetic_scenes.draw_scene(np.random.default_rng([0, 2, 1]), 64,
+                                      64)[0]
+  assert np.any(grid[:64, 64:] != scene)  # boxes drawn on the scene
+  assert np.all(grid[64:, 64:] == 255)  # the empty tile
+  written = np.asarray(Image.open(path).convert('RGB'))
+  assert written.shape == grid.shape and np.abs(
+      written.astype(int) - grid).mean() < 3
+  other = synthetic_scenes.write_sample_grid(path, 1, 64, seed=1, columns=1)
+  assert other.shape == (64, 64, 3) and np.any(other != grid[:64, :64])
+  with pytest.raises(ValueError, match='^count must be'):
+    synthetic_scenes.write_sample_grid(path, count=0)

@@ -28,9 +28,11 @@ JPEG tf.Examples, info.json and class_names.txt as `synthetic_shapes`:
 import math
 
 import numpy as np
+from PIL import Image
 
 from spinenet_tf import checks
 from spinenet_tf.data import synthetic_shapes
+from spinenet_tf.viz import boxes as boxes_viz
 from spinenet_tf.data.synthetic_shapes import (  # noqa: F401  (the API)
     CLASS_NAMES_FILE, INFO_FILE, SPLITS, file_pattern, load_examples,
     read_info)
@@ -228,3 +230,20 @@ def write_sample_images(directory, sizes, seed=0):
   the splits; returns the paths."""
   return synthetic_shapes.write_sample_images(directory, sizes, seed,
                                               draw=draw_scene)
+
+
+def write_sample_grid(path, count=4, image_size=256, seed=0, columns=2):
+  """Writes the first `count` sample scenes (see `write_sample_images`)
+  with their boxes and class names as one PNG grid in 256 colours (a small
+  file, for docs); returns the grid, in full colour."""
+  checks.integer('count', count, 1)
+  checks.integer('columns', columns, 1)
+  tiles = [boxes_viz.draw_ground_truth(
+      *draw_scene(np.random.default_rng([seed, len(SPLITS), i]), image_size,
+                  image_size)[:3], CLASS_NAMES) for i in range(count)]
+  tiles += [np.full_like(tiles[0], 255)] * (-count % columns)
+  grid = np.concatenate([np.concatenate(tiles[i:i + columns], 1)
+                         for i in range(0, len(tiles), columns)], 0)
+  Image.fromarray(grid).quantize(256, dither=Image.Dither.NONE).save(
+      path, format='PNG', optimize=True)
+  return grid

@@ -349,6 +349,12 @@ def check_consistency(config):
       raise ValueError(f'config key {section}.source must be one of '
                        f'{list(sources)} for task {config.task!r}, got '
                        f'{data.source!r}.')
+    slots = (SYNTHETIC[data.source].NUM_CLASSES if config.task == 'detection'
+             and data.source in SYNTHETIC else 0)
+    if config.model.get('num_classes', slots) < slots:
+      raise ValueError(f'config key model.num_classes must be >= {slots} for '
+                       f'{section}.source {data.source!r} (its class slots), '
+                       f'got {config.model["num_classes"]!r}.')
     if len(data.scale_range) != 2 or data.scale_range[0] > data.scale_range[1]:
       raise ValueError(f'config key {section}.scale_range must be [min, max] '
                        f'with min <= max, got {data.scale_range!r}.')
