@@ -1,4 +1,4 @@
-"""The R[N]-SP[M] family: Table 1's allocations, R0-SP53's specs and model id."""
+"""R[N]-SP[M]: Table 1 allocations, R0-SP53 specs and its model id."""
 import re
 
 import numpy as np
@@ -45,6 +45,8 @@ def test_r0_sp53_wiring():
   assert sorted(s.level for s in R0 if s.is_output) == [3, 4, 5, 6, 7]
   for i, spec in enumerate(R0):
     assert all(0 <= o < 2 + i for o in spec.input_offsets), i
+    if not spec.is_output:  # the search's rule: one of the last 5 blocks
+      assert all(o >= 2 + i - 5 for o in spec.input_offsets), i
   plan = specs.make_plan(R0, specs.SCALING['49'])
   assert plan.used_blocks() == set(range(17))  # every block feeds an output
   assert [b.index for b in plan.blocks if b.merged] == [13]  # block 11 -> P4
