@@ -205,7 +205,9 @@ def write_synthetic_dataset(directory, num_train=512, num_val=64,
                             min_objects=2, max_objects=30):
   """Writes train/validation TFRecord shards of square scenes, info.json
   and class_names.txt to `directory` (see `synthetic_shapes`: the same
-  files and source ids). Returns {split: [files]}."""
+  files and source ids). `image_size` >= MIN_IMAGE_SIZE; objects per
+  image in [min_objects, max_objects]; info.json records them. Returns
+  {split: [files]}."""
   checks.integer('num_train', num_train, 1)
   checks.integer('num_val', num_val, 1)
   checks.integer('image_size', image_size, MIN_IMAGE_SIZE)
