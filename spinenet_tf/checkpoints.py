@@ -9,6 +9,7 @@ import warnings
 import tensorflow as tf
 
 from spinenet_tf.models.backbone import SpineNet
+from spinenet_tf.models.resnet import ResNet
 
 INIT_MODULES = ('all', 'backbone')
 
@@ -142,7 +143,7 @@ def _mismatch(model, path, found, expected, examples=3):
 
 def load_initial_weights(model, path, modules='all'):
   """The start of a fine-tuning run: every weight of `model` from `path`
-  (as `load_checkpoint`), or with modules='backbone' only its SpineNet's,
+  (as `load_checkpoint`), or with modules='backbone' only its backbone's,
   from a backbone `.weights.h5` file (scripts/convert_checkpoint.py's
   output, or `backbone.save_weights`)."""
   if modules not in INIT_MODULES:
@@ -161,7 +162,7 @@ def _backbone(model):
   backbone = getattr(model, 'backbone', None)
   if backbone is None:  # a functional classifier holds it as a layer
     backbone = next((layer for layer in model.layers
-                     if isinstance(layer, SpineNet)), None)
+                     if isinstance(layer, (SpineNet, ResNet))), None)
   if backbone is None:
-    raise ValueError(f'{model.name} has no SpineNet backbone.')
+    raise ValueError(f'{model.name} has no SpineNet or ResNet backbone.')
   return backbone

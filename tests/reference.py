@@ -40,42 +40,49 @@ def save_reference_checkpoint(model, directory):
   return tf.train.Checkpoint(backbone=model).save(str(directory) + '/ckpt')
 
 
-def build_reference_resnet(depth, size, activation='relu'):
+def build_reference_resnet(depth, size, activation='relu', depth_multiplier=1.0):
   """Model Garden's ResNet-`depth` backbone (levels 2..5), input `size`."""
   from official.vision.modeling.backbones import resnet
 
   return resnet.ResNet(
-      model_id=depth, activation=activation,
+      model_id=depth, activation=activation, depth_multiplier=depth_multiplier,
       input_specs=tf_keras.layers.InputSpec(shape=[None, size, size, 3]))
 
 
-def build_reference_retinanet_fpn(depth, size, num_classes, activation='relu'):
+def build_reference_retinanet_fpn(depth, size, num_classes, activation='relu',
+                                  depth_multiplier=1.0, num_filters=256):
   """Model Garden's RetinaNet on ResNet-`depth` + FPN (levels 3..7, 9
-  anchors), as its retinanet_resnetfpn_coco experiment builds it."""
+  anchors), as its retinanet_resnetfpn_coco experiment builds it;
+  `num_filters`: FPN and head width."""
   from official.vision.modeling import retinanet_model
   from official.vision.modeling.decoders import fpn
   from official.vision.modeling.heads import dense_prediction_heads
   from official.vision.modeling.layers import detection_generator
 
-  backbone = build_reference_resnet(depth, size, activation)
+  backbone = build_reference_resnet(depth, size, activation, depth_multiplier)
   decoder = fpn.FPN(input_specs=backbone.output_specs, min_level=3,
-                    max_level=7, activation=activation)
+                    max_level=7, num_filters=num_filters, activation=activation)
   head = dense_prediction_heads.RetinaNetHead(
       min_level=3, max_level=7, num_classes=num_classes,
-      num_anchors_per_location=9, activation=activation)
-  return retinanet_model.RetinaNetModel(
+      num_anchors_per_location=9, num_filters=num_filters,
+      activation=activation)
+  model = retinanet_model.RetinaNetModel(
       backbone, decoder, head,
       detection_generator.MultilevelDetectionGenerator(), min_level=3,
       max_level=7, num_scales=3, aspect_ratios=[0.5, 1.0, 2.0],
       anchor_size=3.0)
+  model(tf.zeros([1, size, size, 3]), training=True)  # builds the head
+  return model
 
 
-def build_reference_resnet_classifier(depth, size, num_classes):
+def build_reference_resnet_classifier(depth, size, num_classes,
+                                      depth_multiplier=1.0):
   """Model Garden's ImageNet-style classifier on ResNet-`depth`."""
   from official.vision.modeling import classification_model
 
   return classification_model.ClassificationModel(
-      build_reference_resnet(depth, size), num_classes=num_classes,
+      build_reference_resnet(depth, size, depth_multiplier=depth_multiplier),
+      num_classes=num_classes,
       input_specs=tf_keras.layers.InputSpec(shape=[None, size, size, 3]))
 
 

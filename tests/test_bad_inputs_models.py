@@ -192,6 +192,11 @@ def _load(*overrides):
      'model.backbone_kwargs.kernel_regularizer is not taken'),
     ('model.backbone_kwargs={filter_scale: 0.5}',
      'unknown config key model.backbone_kwargs.filter_scale'),
+    ('model.backbone=resnet50,model.backbone_kwargs={resample_alpha: 0.5}',
+     'unknown config key model.backbone_kwargs.resample_alpha'),
+    ('model.decoder_kwargs={num_layers: 2}',
+     'unknown config key model.decoder_kwargs.num_layers'),
+    ('model.decoder=bifpn', 'config key model.decoder must be null or one of'),
     ('optimizer.type=adam,optimizer.momentum=0.5',
      'optimizer.momentum = 0.5 has no effect here: it applies only with '
      'optimizer.type sgd'),

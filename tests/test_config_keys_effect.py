@@ -216,7 +216,8 @@ def test_model_keys_are_builder_keywords():
   walked = (set(builder_walk.RETINANET_MODEL_VALUES) |
             set(builder_walk.RETINANET_OUTPUT_VALUES) |
             set(builder_walk.CLASSIFIER_VALUES) |
-            set(builder_walk.BACKBONE_VALUES) | {'resample_alpha'})
+            set(builder_walk.BACKBONE_VALUES) |
+            {'resample_alpha', 'decoder_kwargs'})
   for task in config_lib.TASKS:
     accepted = set(config_lib._model_keys(task))  # pylint: disable=protected-access
     assert accepted - {'backbone', 'input_size', 'num_classes'} <= walked

@@ -185,6 +185,7 @@ RETINANET_MODEL_VALUES = {
                         'endpoints_num_filters': 8,
                         'stochastic_depth_rate': 0.2},
     'name': 'my_retinanet',
+    'decoder': 'fpn',
     'num_scales': 2,
     'aspect_ratios': (1.0,),
     'num_convs': 2,
@@ -223,8 +224,15 @@ def test_retinanet_table_is_complete():
   signature = inspect.signature(retinanet_lib.build_retinanet).parameters
   keywords = {k for k in signature if k != 'options'} | set(
       retinanet_lib.DEFAULTS)
+  # decoder_kwargs: needs a decoder (below).
   assert keywords == set(RETINANET_MODEL_VALUES) | set(
-      RETINANET_OUTPUT_VALUES)
+      RETINANET_OUTPUT_VALUES) | {'decoder_kwargs'}
+
+
+def test_retinanet_decoder_kwargs_take_effect():
+  _assert_effect(retinanet_lib.build_retinanet,
+                 {**RETINANET_BASE, 'decoder': 'fpn'}, 'decoder_kwargs',
+                 {'num_filters': 4, 'kernel_initializer': 'he_normal'})
 
 
 def _raw_outputs(model):

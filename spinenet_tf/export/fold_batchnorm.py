@@ -194,7 +194,10 @@ def fold_batchnorm(model, dtype=None):
     backbone = _folded_copy(model.backbone)
     head = FoldedRetinaNetHead(model.head)
     inputs = keras.Input(shape=model.image_shape, name='image')
-    class_outputs, box_outputs = head(backbone(inputs))
+    features = backbone(inputs)
+    if model.decoder is not None:  # the FPN's BNs follow biased convs: kept
+      features = _folded_copy(model.decoder)(features)
+    class_outputs, box_outputs = head(features)
     return keras.Model(inputs, {'class_outputs': class_outputs,
                                 'box_outputs': box_outputs},
                        name=f'{model.name}_folded')

@@ -1,32 +1,40 @@
-"""Load a Model Garden (tf-models-official) SpineNet TF2 checkpoint into ours.
+"""Load a Model Garden (tf-models-official) TF2 checkpoint into our model.
 
-Model Garden's SpineNet is a tf_keras functional model; its TF2 checkpoints
-name a layer's weights `<prefix>layer_with_weights-K/...`, where K is the
-layer's position in the functional model's layer list. That list is sorted
-by depth from the outputs, ties broken by depth-first visiting order from the
-outputs, over every node of the graph (the weightless TF ops too). This
-module rebuilds that node graph from our `NetworkPlan`, sorts it by the same
-rule, and so knows which of our layers each K is. The reference must have
-been built with a fixed input size, as Model Garden's configs do (with an
-unknown size it silently drops the output merges).
+Backbones (SpineNet, SpineNet-Mobile, ResNet) and the FPN decoder are
+tf_keras functional models in Model Garden: their keys are
+`<prefix>layer_with_weights-K/...`, and `model_garden_graph` rebuilds which
+of our layers each K is (for SpineNet from our `NetworkPlan`, below; for
+ResNet and FPN in `model_garden_resnet`). The RetinaNet head is a plain
+layer, keyed by attribute (`_head/_cls_convs/0/kernel`). A classifier is a
+functional model: backbone, [BN], pooling, dropout, dense.
+
+`convert_checkpoint(path, model)` takes our backbone, our `RetinaNet` or a
+`build_classifier` model and the checkpoint of the same Model Garden model
+(a backbone can also come out of a RetinaNet or classifier checkpoint, e.g.
+an ImageNet ResNet-50). The SpineNet reference must have been built with a
+fixed input size, as Model Garden's configs do (with an unknown size it
+silently drops the output merges).
 """
 
-import dataclasses
 import os
 import re
 
 import numpy as np
 
 from spinenet_tf import specs as specs_lib
-from spinenet_tf.models.backbone import block_name, resample_name
+from spinenet_tf.export.model_garden_graph import LayerGraph, WeightedLayer
+from spinenet_tf.export import model_garden_resnet
+from spinenet_tf.models.backbone import SpineNet, block_name, resample_name
+from spinenet_tf.models.retinanet import RetinaNet
 
 _VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
-_KEY_RE = re.compile(r'^(.*?)layer_with_weights-(\d+)/(.+)' +
-                     re.escape(_VALUE_SUFFIX) + '$')
+_MODEL_IDS = specs_lib.MODEL_IDS + tuple(
+    f'resnet{depth}' for depth in model_garden_resnet.resnet.BLOCK_REPEATS)
+# Greedy: the innermost functional model holding the layer.
+_LAYER_RE = re.compile(r'^(.*)layer_with_weights-(\d+)/[^/]')
 
 # Reference sublayer / variable names -> our attribute paths, per layer kind.
-_BN_VARS = {'gamma': 'gamma', 'beta': 'beta', 'moving_mean': 'moving_mean',
-            'moving_variance': 'moving_variance'}
+_BN_VARS = ('gamma', 'beta', 'moving_mean', 'moving_variance')
 _BLOCK_UNITS = {
     specs_lib.BOTTLENECK: {'_shortcut': 'shortcut.conv', '_norm0': 'shortcut.norm',
                            '_conv1': 'conv1.conv', '_norm1': 'conv1.norm',
@@ -41,68 +49,11 @@ _BLOCK_UNITS = {
                        '_squeeze_excitation/_se_expand': 'squeeze_excite.expand',
                        '_conv2': 'project.conv', '_norm2': 'project.norm'},
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightedLayer:
-  """A reference layer with weights: our layer name, unit path and kind."""
-  layer: str
-  unit: str      # attribute path inside our layer ('' for the layer itself)
-  kind: str      # 'conv', 'bn' or a block type
-
-
-class _Graph:
-  """The reference's node graph: inputs per node, weighted nodes marked."""
-
-  def __init__(self):
-    self.inputs = []
-    self.weighted = {}
-
-  def add(self, inputs, weighted=None):
-    self.inputs.append(list(inputs))
-    node = len(self.inputs) - 1
-    if weighted is not None:
-      self.weighted[node] = weighted
-    return node
-
-  def conv_bn(self, x, layer, unit=''):
-    x = self.add([x], WeightedLayer(layer, unit + '.conv' if unit else 'conv',
-                                    'conv'))
-    return self.add([x], WeightedLayer(layer, unit + '.norm' if unit else 'norm',
-                                       'bn'))
-
-  def upsample(self, x):
-    """Nearest upsampling as the reference writes it: shape, slices,
-    reshape, tile, multiplies, reshape."""
-    shape = self.add([x])
-    height, width = self.add([shape]), self.add([shape])
-    tiled = self.add([self.add([x, height, width])])
-    return self.add([tiled, self.add([height]), self.add([width])])
-
-  def weighted_order(self, outputs):
-    """Weighted nodes sorted as a tf_keras functional model lists layers."""
-    first_visit, finished, post_order = {}, set(), []
-    for output in outputs:
-      stack = [(output, False)]
-      while stack:
-        node, expanded = stack.pop()
-        if expanded:
-          if node not in finished:
-            finished.add(node)
-            post_order.append(node)
-          continue
-        if node in finished:
-          continue
-        first_visit.setdefault(node, len(first_visit))
-        stack.append((node, True))
-        stack.extend((p, False) for p in reversed(self.inputs[node]))
-    depth = {}
-    for node in reversed(post_order):
-      d = depth.setdefault(node, 0)
-      for parent in self.inputs[node]:
-        depth[parent] = max(depth.get(parent, 0), d + 1)
-    ordered = sorted(post_order, key=lambda n: (-depth[n], first_visit[n]))
-    return [self.weighted[n] for n in ordered if n in self.weighted]
+# Our RetinaNetHead attributes -> the reference's: (convs, norms, output).
+_HEAD_SUBNETS = {('class_convs', 'class_norms', 'class_logits'):
+                 ('_cls_convs', '_cls_norms', '_classifier'),
+                 ('box_convs', 'box_norms', 'box_deltas'):
+                 ('_box_convs', '_box_norms', '_box_regressor')}
 
 
 def reference_layer_order(plan):
@@ -112,7 +63,7 @@ def reference_layer_order(plan):
                      'block_repeats > 1 are not supported (no published model '
                      'uses them).')
   mobile = plan.family == specs_lib.MOBILE
-  g = _Graph()
+  g = LayerGraph()
 
   def block_group(x, block):
     for repeat in range(plan.scaling.block_repeats):
@@ -161,7 +112,8 @@ def reference_layer_order(plan):
 
 
 def _resolve_attr(obj, path):
-  for part in path.split('.'):
+  """`obj.a.b[2]` for path 'a.b[2]'; `obj` itself for ''."""
+  for part in filter(None, path.split('.')):
     if part.endswith(']'):
       name, index = part[:-1].split('[')
       obj = getattr(obj, name)[int(index)]
@@ -170,17 +122,25 @@ def _resolve_attr(obj, path):
   return obj
 
 
-def _variable_targets(model, entry):
-  """Yields (reference sub-path, our variable) for one weighted layer."""
-  layer = model.get_layer(entry.layer)
+def _conv_targets(conv, path):
+  kernel = 'depthwise_kernel' if 'Depthwise' in type(conv).__name__ else 'kernel'
+  yield f'{path}{kernel}', conv.kernel
+  if getattr(conv, 'bias', None) is not None:
+    yield f'{path}bias', conv.bias
+
+
+def _bn_targets(norm, path):
+  for name in _BN_VARS:
+    yield f'{path}{name}', getattr(norm, name)
+
+
+def _layer_targets(part, entry, path):
+  """(key, our variable) of one reference layer stored under `path`."""
+  layer = part.get_layer(entry.layer)
   if entry.kind == 'conv':
-    conv = _resolve_attr(layer, entry.unit)
-    name = 'depthwise_kernel' if 'Depthwise' in type(conv).__name__ else 'kernel'
-    yield name, conv.kernel
+    yield from _conv_targets(_resolve_attr(layer, entry.unit), path)
   elif entry.kind == 'bn':
-    norm = _resolve_attr(layer, entry.unit)
-    for ref, ours in _BN_VARS.items():
-      yield ref, getattr(norm, ours)
+    yield from _bn_targets(_resolve_attr(layer, entry.unit), path)
   else:
     for ref_unit, our_unit in _BLOCK_UNITS[entry.kind].items():
       try:
@@ -190,47 +150,120 @@ def _variable_targets(model, entry):
       if sub is None:
         continue
       if our_unit.endswith('.norm'):
-        for ref, ours in _BN_VARS.items():
-          yield f'{ref_unit}/{ref}', getattr(sub, ours)
-      elif 'squeeze_excite' in our_unit:
-        yield f'{ref_unit}/kernel', sub.kernel
-        yield f'{ref_unit}/bias', sub.bias
-      else:
-        kernel = ('depthwise_kernel' if 'Depthwise' in type(sub).__name__
-                  else 'kernel')
-        yield f'{ref_unit}/{kernel}', sub.kernel
+        yield from _bn_targets(sub, f'{path}{ref_unit}/')
+      else:  # conv or squeeze-excite dense conv (kernel and bias)
+        yield from _conv_targets(sub, f'{path}{ref_unit}/')
 
 
-def _find_prefix(keys, checkpoint_path, prefix):
-  prefixes = sorted({m.group(1) for m in map(_KEY_RE.match, keys) if m})
+def _functional_targets(part, order, prefix):
+  for index, entry in enumerate(order):
+    yield from _layer_targets(part, entry, f'{prefix}layer_with_weights-{index}/')
+
+
+def _backbone_order(backbone):
+  if isinstance(backbone, SpineNet):
+    return reference_layer_order(backbone.plan)
+  if model_garden_resnet.is_resnet(backbone):
+    return model_garden_resnet.resnet_layer_order(backbone)
+  raise TypeError(f'convert_checkpoint: no Model Garden layout for '
+                  f'{type(backbone).__name__} {backbone.name!r}; it takes a '
+                  'SpineNet, a ResNet, a RetinaNet or a classifier on them.')
+
+
+def _head_targets(head, prefix):
+  for ours, ref in _HEAD_SUBNETS.items():
+    convs, norms, output = (getattr(head, name) for name in ours)
+    for i, conv in enumerate(convs):
+      yield from _conv_targets(conv, f'{prefix}{ref[0]}/{i}/')
+    for level_index, level in enumerate(head.levels):
+      for i, norm in enumerate(norms[level]):
+        yield from _bn_targets(norm, f'{prefix}{ref[1]}/{level_index}/{i}/')
+    yield from _conv_targets(output, f'{prefix}{ref[2]}/')
+
+
+def _find_backbone_prefix(keys, where, prefix):
+  """The object path of the functional model holding the backbone's layers."""
+  holders = {m.group(1) for m in map(_LAYER_RE.match, keys) if m}
   if prefix is not None:
-    if prefix not in prefixes:
-      raise ValueError(f'{checkpoint_path}: no variables under prefix '
-                       f'{prefix!r}; prefixes found: {prefixes}.')
+    if prefix not in holders:
+      raise ValueError(f'{where}: no variables under prefix {prefix!r}; '
+                       f'prefixes found: {sorted(holders)}.')
     return prefix
-  if len(prefixes) == 1:
-    return prefixes[0]
-  backbone = [p for p in prefixes if p.endswith('backbone/')]
+  # A classifier's model holds its backbone as one of its layers: skip it.
+  inner = sorted(p for p in holders if not any(
+      q.startswith(p + 'layer_with_weights-') for q in holders))
+  if len(inner) == 1:
+    return inner[0]
+  backbone = [p for p in inner if p.endswith('backbone/')]
   if len(backbone) == 1:
     return backbone[0]
-  raise ValueError(f'{checkpoint_path}: cannot tell which functional model is '
-                   f'the backbone; pass prefix=, one of {prefixes}.')
+  raise ValueError(f'{where}: cannot tell which functional model is the '
+                   f'backbone; pass prefix=, one of {inner}.')
 
 
-def convert_checkpoint(checkpoint_path, model, prefix=None):
-  """Loads a Model Garden SpineNet / SpineNet-Mobile checkpoint into `model`.
+def _find_root(keys, where, prefix, marker, what):
+  """The object path of a RetinaNet / classifier: the part before `marker`."""
+  roots = sorted({k[:k.index(marker)] for k in keys if marker in k})
+  if prefix is not None:
+    roots = [prefix] if prefix in roots else []
+  if len(roots) == 1:
+    return roots[0]
+  raise ValueError(f'{where}: {"no" if not roots else "more than one"} '
+                   f'Model Garden {what} in the checkpoint (looked for '
+                   f'{marker!r}{f" under {prefix!r}" if prefix else ""}'
+                   f'{f"; found {roots}, pass prefix=" if roots else ""}).')
 
-  Args:
-    checkpoint_path: a TF2 checkpoint (file prefix or directory; the latest
-      checkpoint of a directory is used).
-    model: our `SpineNet` built with the same variant and levels.
-    prefix: the object path of the backbone in the checkpoint, e.g.
-      'model/backbone/'; found automatically when unambiguous.
 
-  Returns:
-    The number of variables assigned. Every variable of `model` is assigned;
-    anything missing or of the wrong shape raises ValueError naming the key.
-  """
+def _find_classifier_layer(model):
+  """The backbone (a layer with a Model Garden layout) of our classifier."""
+  backbones = [l for l in model.layers if isinstance(l, SpineNet) or
+               model_garden_resnet.is_resnet(l)]
+  names = [l.name for l in model.layers]
+  if len(backbones) != 1 or 'logits' not in names or 'spinal_head' in names:
+    raise TypeError(f'convert_checkpoint: {model.name!r} is neither a '
+                    'backbone, a RetinaNet nor a dense-head classifier from '
+                    'build_classifier (Model Garden has no spinal head).')
+  return backbones[0]
+
+
+def _targets(model, keys, where, prefix):
+  """The checkpoint scope of `model` (its object path) and its parts:
+  [(part, prefix, weighted layers or None, [(key, our variable)])]."""
+  if isinstance(model, RetinaNet):
+    root = _find_root(keys, where, prefix, '_head/_classifier/', 'RetinaNet')
+    order = _backbone_order(model.backbone)
+    parts = [('backbone', f'{root}_backbone/', order, list(_functional_targets(
+        model.backbone, order, f'{root}_backbone/')))]
+    decoder = getattr(model, 'decoder', None)
+    if decoder is not None:
+      order = model_garden_resnet.fpn_layer_order(decoder)
+      parts.append(('decoder', f'{root}_decoder/', order, list(
+          _functional_targets(decoder, order, f'{root}_decoder/'))))
+    parts.append(('head', f'{root}_head/', None,
+                  list(_head_targets(model.head, f'{root}_head/'))))
+    return root, parts
+  if isinstance(model, SpineNet) or model_garden_resnet.is_resnet(model):
+    backbone_prefix = _find_backbone_prefix(keys, where, prefix)
+    order = _backbone_order(model)
+    return backbone_prefix, [('backbone', backbone_prefix, order, list(
+        _functional_targets(model, order, backbone_prefix)))]
+  backbone = _find_classifier_layer(model)
+  root = _find_root(keys, where, prefix, 'layer_with_weights-0/'
+                    'layer_with_weights-0/', 'classifier')
+  order = _backbone_order(backbone)
+  parts = [('backbone', f'{root}layer_with_weights-0/', order, list(
+      _functional_targets(backbone, order, f'{root}layer_with_weights-0/')))]
+  index, head = 1, []
+  if 'head_norm' in [l.name for l in model.layers]:
+    head += _bn_targets(model.get_layer('head_norm'),
+                        f'{root}layer_with_weights-1/')
+    index = 2
+  head += _conv_targets(model.get_layer('logits'),
+                        f'{root}layer_with_weights-{index}/')
+  return root, parts + [('head', root, None, head)]
+
+
+def _open_checkpoint(checkpoint_path):
   import tensorflow as tf  # the checkpoint format is TensorFlow's
 
   if os.path.isdir(checkpoint_path):
@@ -239,44 +272,76 @@ def convert_checkpoint(checkpoint_path, model, prefix=None):
       raise ValueError(f'{checkpoint_path}: directory holds no checkpoint.')
     checkpoint_path = latest
   try:
-    reader = tf.train.load_checkpoint(checkpoint_path)
+    return checkpoint_path, tf.train.load_checkpoint(checkpoint_path)
   except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
     raise ValueError(f'{checkpoint_path}: not a readable TF2 checkpoint ({e}).'
                      ) from e
-  shapes = reader.get_variable_to_shape_map()
-  prefix = _find_prefix(shapes, checkpoint_path, prefix)
-  order = reference_layer_order(model.plan)
-  ref_layers = {int(m.group(2)) for m in map(_KEY_RE.match, shapes)
-                if m and m.group(1) == prefix}
-  assignments, assigned, missing, wrong = [], set(), [], []
-  for index, entry in enumerate(order):
-    for sub_path, variable in _variable_targets(model, entry):
-      key = f'{prefix}layer_with_weights-{index}/{sub_path}{_VALUE_SUFFIX}'
+
+
+def convert_checkpoint(checkpoint_path, model, prefix=None):
+  """Loads a Model Garden checkpoint of the same model into `model`.
+
+  Args:
+    checkpoint_path: a TF2 checkpoint (file prefix or directory; the latest
+      checkpoint of a directory is used).
+    model: our SpineNet / SpineNet-Mobile / ResNet backbone, our `RetinaNet`
+      on one (backbone, FPN decoder if any, head) or a `build_classifier`
+      model with the dense head (backbone, head_norm, logits), built with
+      the variant, levels and classes of the checkpoint.
+    prefix: the object path in the checkpoint of the backbone (for a
+      backbone, e.g. 'model/_backbone/') or of the whole model (RetinaNet,
+      classifier, e.g. 'model/'); found automatically when unambiguous.
+
+  Returns:
+    The number of variables assigned: every variable of `model`. Anything
+    missing, left over or of the wrong shape raises one ValueError with
+    counts and examples before any variable is written.
+  """
+  checkpoint_path, reader = _open_checkpoint(checkpoint_path)
+  shapes = {key[:-len(_VALUE_SUFFIX)]: tuple(shape) for key, shape in
+            reader.get_variable_to_shape_map().items()
+            if key.endswith(_VALUE_SUFFIX) and '.OPTIMIZER_SLOT' not in key}
+  scope, parts = _targets(model, shapes, checkpoint_path, prefix)
+  assignments, missing, wrong, layer_counts = [], [], [], []
+  for part, part_prefix, order, targets in parts:
+    for key, variable in targets:
       if key not in shapes:
-        missing.append(f'{key[:-len(_VALUE_SUFFIX)]} (our {variable.path})')
-      elif tuple(shapes[key]) != tuple(variable.shape):
-        wrong.append(f'{key[:-len(_VALUE_SUFFIX)]} {tuple(shapes[key])} vs '
-                     f'our {variable.path} {tuple(variable.shape)}')
+        missing.append(f'{key} (our {variable.path})')
+      elif shapes[key] != tuple(variable.shape):
+        wrong.append(f'{key} {shapes[key]} vs our {variable.path} '
+                     f'{tuple(variable.shape)}')
       else:
         assignments.append((variable, key))
-        assigned.add(id(variable))
-  unassigned = [v.path for v in model.weights if id(v) not in assigned and
-                not any(v.path in m for m in missing + wrong)]
-  if len(ref_layers) != len(order) or missing or wrong or unassigned:
-    parts = []
+    if order is not None:
+      found = {m.group(2) for m in map(_LAYER_RE.match, shapes)
+               if m and m.group(1) == part_prefix}
+      if len(found) != len(order):
+        layer_counts.append(f'the checkpoint has {len(found)} weighted layers '
+                            f'under {part_prefix!r}, the model\'s {part} '
+                            f'{len(order)}')
+  targeted = {id(v) for _, _, _, targets in parts for _, v in targets}
+  unassigned = [v.path for v in model.weights if id(v) not in targeted]
+  expected = {key for _, _, _, targets in parts for key, _ in targets}
+  unused = sorted(k for k in shapes if k.startswith(scope) and
+                  k not in expected and k != 'save_counter')
+  if layer_counts or missing or wrong or unassigned or unused:
+    counts = []
     for what, names in (('differ in shape', wrong),
                         ('are missing from the checkpoint', missing),
                         ('have no checkpoint value', unassigned)):
       if names:
-        parts.append(f'{len(names)} {what}, e.g. {"; ".join(names[:3])}')
+        counts.append(f'{len(names)} {what}, e.g. {"; ".join(names[:3])}')
+    if unused:
+      counts.append(f'{len(unused)} checkpoint values are not in the model, '
+                    f'e.g. {"; ".join(unused[:3])}')
     raise ValueError(
-        f'{checkpoint_path} does not match this SpineNet: the checkpoint has '
-        f'{len(ref_layers)} weighted layers under {prefix!r}, the model '
-        f'{len(order)}; of its {len(model.weights)} variables, '
-        f'{", ".join(parts) or "all match"}. Build the model with the '
-        'variant, levels and specs the checkpoint was trained with.')
+        f'{checkpoint_path} does not match {type(model).__name__} '
+        f'{model.name!r}: {"; ".join(layer_counts + [""])}of its '
+        f'{len(model.weights)} variables, {", ".join(counts) or "all match"}. '
+        'Build the model with the variant, levels, classes and specs the '
+        'checkpoint was trained with.')
   for variable, key in assignments:  # all checks passed: now write
-    variable.assign(np.asarray(reader.get_tensor(key)))
+    variable.assign(np.asarray(reader.get_tensor(key + _VALUE_SUFFIX)))
   return len(assignments)
 
 
@@ -292,16 +357,16 @@ def define_flags(flag_values=None):
   flags.DEFINE_string('checkpoint', None, 'Model Garden TF2 checkpoint '
                       'prefix or directory.', flag_values=flag_values)
   flags.DEFINE_string('model_id', None, 'One of '
-                      f'{", ".join(specs_lib.MODEL_IDS)}.',
+                      f'{", ".join(_MODEL_IDS)}.',
                       flag_values=flag_values)
   flags.DEFINE_string('output', None, '.weights.h5 (weights) or .keras '
                       '(whole model).', flag_values=flag_values)
   flags.DEFINE_integer('input_size', None, 'Fixed square input size of the '
                        'saved model (default: any size).', lower_bound=1,
                        flag_values=flag_values)
-  flags.DEFINE_integer('min_level', 3, 'Lowest output level.',
-                       flag_values=flag_values)
-  flags.DEFINE_integer('max_level', 7, 'Highest output level.',
+  flags.DEFINE_integer('min_level', 3, 'Lowest output level (SpineNet; a '
+                       'ResNet gives levels 2..5).', flag_values=flag_values)
+  flags.DEFINE_integer('max_level', 7, 'Highest output level (SpineNet).',
                        flag_values=flag_values)
   flags.DEFINE_string('activation', 'relu', 'Activation of the backbone.',
                       flag_values=flag_values)
@@ -331,16 +396,25 @@ def main(argv):
   if not args.output.endswith(OUTPUT_SUFFIXES):
     raise cli.UserError(f'--output {args.output}: must end with .weights.h5 '
                         '(weights) or .keras (whole model).')
-  if args.model_id not in specs_lib.MODEL_IDS:
+  if args.model_id not in _MODEL_IDS:
     raise cli.UserError(f'--model_id {args.model_id!r}: unknown; expected one '
-                        f'of {", ".join(specs_lib.MODEL_IDS)}.')
+                        f'of {", ".join(_MODEL_IDS)}.')
+  is_resnet = model_garden_resnet.resnet.is_resnet_id(args.model_id)
+  levels = [f'--{n}' for n in ('min_level', 'max_level') if args[n].present]
+  if is_resnet and levels:
+    raise cli.UserError(f'{" and ".join(levels)}: a ResNet has levels 2..5; '
+                        'drop the flag.')
   if not tf.io.gfile.exists(args.checkpoint) and not tf.io.gfile.glob(
       args.checkpoint + '.*'):
     raise cli.UserError(f'--checkpoint {args.checkpoint}: no such checkpoint '
                         '(a Model Garden TF2 checkpoint prefix or directory).')
   size = args.input_size
-  model = build_backbone(args.model_id, (size, size, 3), args.min_level,
-                         args.max_level, activation=args.activation)
+  if is_resnet:
+    model = model_garden_resnet.resnet.build_resnet(
+        args.model_id, (size, size, 3), activation=args.activation)
+  else:
+    model = build_backbone(args.model_id, (size, size, 3), args.min_level,
+                           args.max_level, activation=args.activation)
   try:
     count = convert_checkpoint(args.checkpoint, model, args.prefix)
   except ValueError as e:
@@ -361,7 +435,7 @@ def main(argv):
     finally:
       if tf.io.gfile.exists(staged):
         tf.io.gfile.remove(staged)
-  print(f'converted {count} variables of SpineNet-{args.model_id} from '
+  print(f'converted {count} variables of {model.name} {args.model_id} from '
         f'{args.checkpoint} -> {args.output}')
   return 0
 

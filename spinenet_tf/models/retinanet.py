@@ -1,6 +1,8 @@
-"""RetinaNet on a SpineNet backbone: model, label encoding loss, detection.
+"""RetinaNet on a SpineNet or ResNet-FPN backbone: model, label encoding
+loss, detection.
 
     model = build_retinanet('49', num_classes=91, input_shape=(640, 640, 3))
+    baseline = build_retinanet('resnet50')  # ResNet-50 + FPN decoder
     outputs = model(images, training=True)        # raw per-level outputs
     losses = model.detection_losses(outputs, gt_boxes, gt_classes)
     detections = model.detect(images)              # boxes, scores, classes, ...
@@ -20,7 +22,9 @@ from spinenet_tf.detection import anchors as anchors_lib
 from spinenet_tf.detection import assigner, losses, postprocess
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
+from spinenet_tf.layers.fpn import FPN, FPN_OPTIONS
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
+from spinenet_tf.models import resnet
 from spinenet_tf.models.backbone import build_backbone
 
 HEAD_ARGS = ('num_convs', 'num_filters', 'activation', 'use_sync_bn',
@@ -82,12 +86,17 @@ def _settings(options):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RetinaNet(keras.Model):
-  """RetinaNet: `backbone` features -> `RetinaNetHead`, plus anchors.
+  """RetinaNet: `backbone` features [-> `decoder`] -> `RetinaNetHead`, plus
+  anchors.
 
   Args:
     backbone: a keras.Model with a fixed (height, width, 3) input returning
-      {str(level): features} for min_level..max_level.
+      {str(level): features}: for min_level..max_level, or what `decoder`
+      reads.
     num_classes: class outputs per anchor, background slot 0 included.
+    decoder: None (the backbone's features go to the head) or a keras.Model
+      from the backbone's features to {str(level): features} for
+      min_level..max_level (e.g. `FPN`).
     **options: any key of `DEFAULTS`: anchors (min_level, max_level,
       num_scales, aspect_ratios, anchor_size), head (`HEAD_ARGS`), target
       assignment (positive_threshold, negative_threshold, box_coder_weights),
@@ -99,8 +108,8 @@ class RetinaNet(keras.Model):
   'box_outputs': {level: [B, H, W, A * 4]}}.
   """
 
-  def __init__(self, backbone, num_classes, name='retinanet', trainable=True,
-               **options):
+  def __init__(self, backbone, num_classes, decoder=None, name='retinanet',
+               trainable=True, **options):
     settings = _settings(options)
     checks.integer('num_classes', num_classes, 2)
     image_shape = tuple(backbone.inputs[0].shape[1:])
@@ -118,6 +127,14 @@ class RetinaNet(keras.Model):
                          **{k: settings[k] for k in HEAD_ARGS})
     inputs = keras.Input(shape=image_shape, name='image')
     features = backbone(inputs)
+    if decoder is not None:
+      features = decoder(features)
+    missing = sorted(set(multilevel_anchors) - set(features), key=int)
+    if missing:
+      raise ValueError(f'the {"decoder" if decoder else "backbone"} '
+                       f'{(decoder or backbone).name!r} gives levels '
+                       f'{sorted(features, key=int)}, not the head\'s levels '
+                       f'{missing}; a ResNet backbone needs decoder=FPN(...).')
     class_outputs, box_outputs = head({level: features[level]
                                        for level in multilevel_anchors})
     for level, anchors in multilevel_anchors.items():
@@ -129,6 +146,7 @@ class RetinaNet(keras.Model):
                                              'box_outputs': box_outputs},
                      name=name, trainable=trainable)
     self.backbone = backbone
+    self.decoder = decoder
     self.head = head
     self.num_classes = num_classes
     self.image_shape = image_shape
@@ -207,30 +225,40 @@ class RetinaNet(keras.Model):
         keras.regularizers.get(settings['kernel_regularizer']))
     return {'name': self.name, 'trainable': self.trainable,
             'backbone': keras.saving.serialize_keras_object(self.backbone),
+            'decoder': keras.saving.serialize_keras_object(self.decoder),
             'num_classes': self.num_classes, **settings}
 
   @classmethod
   def from_config(cls, config):
     config = dict(config)
-    config['backbone'] = keras.saving.deserialize_keras_object(
-        config['backbone'])
+    for part in ('backbone', 'decoder'):
+      config[part] = keras.saving.deserialize_keras_object(config.get(part))
     return cls(**config)
+
+
+DECODERS = ('fpn',)
 
 
 def build_retinanet(backbone_model_id='49', num_classes=91,
                     input_shape=(640, 640, 3), min_level=3, max_level=7,
-                    backbone_kwargs=None, name='retinanet', **options):
-  """Builds RetinaNet on a SpineNet backbone.
+                    backbone_kwargs=None, decoder=None, decoder_kwargs=None,
+                    name='retinanet', **options):
+  """Builds RetinaNet on a SpineNet or a ResNet backbone.
 
   Args:
     backbone_model_id: a `build_backbone` model id ('49S', '49', 'mobile-49',
-      ...), YAML path or spec list.
+      ...), YAML path or spec list, or a ResNet id ('resnet50', 'resnet101',
+      'resnet152').
     num_classes: class outputs per anchor, background slot 0 included (91
       for COCO's category ids).
     input_shape: fixed (height, width, 3); sides divisible by 2**max_level.
-    backbone_kwargs: extra `build_backbone` options (stochastic_depth_rate,
-      ...); activation, use_sync_bn and the norm settings are shared with the
-      head.
+    backbone_kwargs: extra `build_backbone` / `build_resnet` options
+      (stochastic_depth_rate, ...); activation, use_sync_bn, the norm
+      settings and kernel_regularizer are shared with the head (and the
+      decoder).
+    decoder: None (a ResNet gets 'fpn', a SpineNet none: its outputs are
+      the pyramid) or 'fpn' (an `FPN` on any backbone).
+    decoder_kwargs: extra `FPN` options (num_filters, kernel_initializer).
     **options: `RetinaNet` options (anchors, head, loss, detection).
 
   Returns:
@@ -238,13 +266,32 @@ def build_retinanet(backbone_model_id='49', num_classes=91,
   """
   settings = _settings(options)
   checks.integer('num_classes', num_classes, 2)
-  if backbone_kwargs is not None and not isinstance(backbone_kwargs, dict):
-    raise ValueError(f'backbone_kwargs must be a mapping, got '
-                     f'{backbone_kwargs!r}.')
+  for key, value in (('backbone_kwargs', backbone_kwargs),
+                     ('decoder_kwargs', decoder_kwargs)):
+    if value is not None and not isinstance(value, dict):
+      raise ValueError(f'{key} must be a mapping, got {value!r}.')
+  if decoder is not None and decoder not in DECODERS:
+    raise ValueError(f'decoder must be None or one of {list(DECODERS)}, got '
+                     f'{decoder!r}.')
+  is_resnet = (isinstance(backbone_model_id, str) and
+               resnet.is_resnet_id(backbone_model_id))
+  decoder = decoder or ('fpn' if is_resnet else None)
+  if decoder is None and decoder_kwargs:
+    raise ValueError(f'decoder_kwargs {sorted(decoder_kwargs)} need a '
+                     "decoder; pass decoder='fpn'.")
+  refuse_unknown_keywords('FPN (decoder_kwargs)', decoder_kwargs or {},
+                          FPN_OPTIONS)
   shared = {k: settings[k] for k in ('activation', 'use_sync_bn',
                                      'norm_momentum', 'norm_epsilon',
                                      'kernel_regularizer')}
-  backbone = build_backbone(backbone_model_id, input_shape, min_level,
-                            max_level, **{**shared, **(backbone_kwargs or {})})
-  return RetinaNet(backbone, num_classes, name=name, min_level=min_level,
-                   max_level=max_level, **options)
+  backbone_options = {**shared, **(backbone_kwargs or {})}
+  if is_resnet:
+    backbone = resnet.build_resnet(backbone_model_id, input_shape,
+                                   **backbone_options)
+  else:
+    backbone = build_backbone(backbone_model_id, input_shape, min_level,
+                              max_level, **backbone_options)
+  decoder_model = decoder and FPN(backbone.output_specs, min_level, max_level,
+                                  **{**shared, **(decoder_kwargs or {})})
+  return RetinaNet(backbone, num_classes, decoder=decoder_model, name=name,
+                   min_level=min_level, max_level=max_level, **options)

@@ -24,8 +24,9 @@ from spinenet_tf import checks
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data.classification_input import DATASETS
 from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
+from spinenet_tf.layers.fpn import FPN_OPTIONS
 from spinenet_tf.models import backbone as backbone_lib
-from spinenet_tf.models import classifier, retinanet
+from spinenet_tf.models import classifier, resnet, retinanet
 
 TASKS = ('detection', 'classification')
 MODEL_REQUIRED = {'backbone': (str, int), 'input_size': (int, list),
@@ -219,11 +220,12 @@ def _model_keys(task):
       if param.kind is param.POSITIONAL_OR_KEYWORD:
         keys.setdefault(name, param.default)
   for name in ('self', 'backbone_model_id', 'model_id_or_specs',
-               'block_specs', 'input_shape', 'name', 'backbone_kwargs'):
+               'block_specs', 'input_shape', 'name', 'backbone_kwargs',
+               'decoder_kwargs'):
     keys.pop(name, None)
   keys.update(backbone=None, input_size=None, num_classes=None)
   if task == 'detection':
-    keys['backbone_kwargs'] = None
+    keys.update(backbone_kwargs=None, decoder_kwargs=None)
   return keys
 
 
@@ -251,19 +253,30 @@ def check_model(task, model):
     if not ok:
       raise ValueError(f'config key model.{key} must be '
                        f'{type(default).__name__}, got {value!r}.')
-  _check_backbone_kwargs(model.get('backbone_kwargs'))
+  if model.get('decoder') not in (None, *retinanet.DECODERS):
+    raise ValueError(f'config key model.decoder must be null or one of '
+                     f'{list(retinanet.DECODERS)}, got {model["decoder"]!r}.')
+  if isinstance(model['backbone'], str) and resnet.is_resnet_id(
+      model['backbone']):
+    backbone_options = resnet.RESNET_OPTIONS
+  else:
+    backbone_options = (backbone_lib.BACKBONE_OPTIONS +
+                        backbone_lib.SCALING_OVERRIDES)
+  _check_options('backbone_kwargs', model.get('backbone_kwargs'),
+                 backbone_options)
+  _check_options('decoder_kwargs', model.get('decoder_kwargs'), FPN_OPTIONS)
 
 
-def _check_backbone_kwargs(options):
-  """model.backbone_kwargs (detection): build_backbone options only."""
+def _check_options(key, options, known):
+  """model.backbone_kwargs / decoder_kwargs (detection): a mapping of the
+  backbone's or decoder's options."""
   if options is None:
     return
   if not isinstance(options, dict):
-    raise ValueError('config key model.backbone_kwargs must be a mapping, '
+    raise ValueError(f'config key model.{key} must be a mapping, '
                      f'got {options!r}.')
-  known = backbone_lib.BACKBONE_OPTIONS + backbone_lib.SCALING_OVERRIDES
-  for key in options:
-    _check_known('model.backbone_kwargs.', key, known)
+  for option in options:
+    _check_known(f'model.{key}.', option, known)
 
 
 def _check_known(prefix, key, known, context=''):
