@@ -216,7 +216,8 @@ def _load(*overrides):
     ("train_data.file_pattern='/data/*.tfrecord'",
      "applies only with source 'tfrecord'"),
     ('train_data.source=coco', "train_data.source must be one of ['tfrecord', "
-                               "'tfds', 'synthetic'] for task 'detection'"),
+                               "'tfds', 'synthetic', 'synthetic_scenes'] for "
+                               "task 'detection'"),
     ('train_data.scale_range=[2.0,0.5]', 'must be [min, max] with min <= max'),
     ('schedule.type=step,schedule.boundaries=[5],schedule.multipliers=[]',
      'need the same length'),
