@@ -38,13 +38,13 @@ from absl import flags, logging  # noqa: E402
 from spinenet_tf import cli  # noqa: E402
 from official.vision.modeling.backbones import spinenet  # noqa: E402
 from official.vision.modeling.backbones import spinenet_mobile  # noqa: E402
-from tensorflow.python.framework import convert_to_constants  # noqa: E402
 
 import bench_export  # noqa: E402  (scripts/ is on sys.path)
 import bench_input_pipeline  # noqa: E402
 import bench_train  # noqa: E402
 from bench_common import write_report  # noqa: E402
 import spinenet_tf  # noqa: E402
+from spinenet_tf.flops import count_flops  # noqa: E402
 
 # Variant -> input size (backbone, levels 3-7).
 VARIANTS = {'49S': 640, '49': 640, '96': 640, '143': 640, '143L': 640,
@@ -92,23 +92,6 @@ def inference_fn(model):
   return tf.function(lambda x: model(x, training=False))
 
 
-def count_flops(model, size):
-  """FLOPs per op type of the frozen inference graph, via the TF profiler."""
-  concrete = inference_fn(model).get_concrete_function(
-      tf.TensorSpec([1, size, size, 3], tf.float32))
-  graph = convert_to_constants.convert_variables_to_constants_v2(
-      concrete).graph
-  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-  options['output'] = 'none'
-  root = tf.compat.v1.profiler.profile(graph=graph, cmd='op', options=options)
-  by_type, node = {}, root
-  while node.children:  # the op view nests one op type per level
-    node = node.children[0]
-    by_type[node.name] = int(node.float_ops)
-  assert sum(by_type.values()) == root.total_float_ops
-  return by_type
-
-
 def release():
   keras.backend.clear_session()
   tf_keras.backend.clear_session()
@@ -122,7 +105,7 @@ def measure_variant(model_id):
   for side, build in BUILDERS.items():
     start = time.time()
     model = build(model_id, size)
-    by_type = count_flops(model, size)
+    by_type = count_flops(model, (size, size, 3))
     row[side] = {'params': int(model.count_params()),
                  'flops': sum(by_type.values()),
                  'conv_flops': sum(by_type.get(t, 0) for t in CONV_OPS),
