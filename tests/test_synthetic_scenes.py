@@ -1,7 +1,6 @@
 """The synthetic scenes dataset: determinism, classes that need shape and
 texture, sizes, occlusion, the record path, bad arguments."""
 
-import filecmp
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from PIL import Image
 from spinenet_tf.data import detection_input, synthetic_scenes, synthetic_shapes
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import tasks
+from tests.test_synthetic_shapes import assert_same_seed_same_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = dict(num_train=8, num_val=4, image_size=128, seed=3,
@@ -43,13 +43,7 @@ def test_same_seed_same_bytes_in_another_process(dataset, tmp_path):
        again], check=True, cwd=ROOT, capture_output=True,
       env={**os.environ, 'PYTHONHASHSEED': '123'})
   synthetic_scenes.write_synthetic_dataset(other, **{**ARGS, 'seed': 4})
-  names = sorted(os.listdir(dataset))
-  assert names == sorted(os.listdir(again)) == sorted(os.listdir(other))
-  assert len([n for n in names if n.startswith('train-')]) == 2
-  match, mismatch, _ = filecmp.cmpfiles(dataset, again, names, shallow=False)
-  assert match == names and not mismatch
-  _, mismatch, _ = filecmp.cmpfiles(dataset, other, names, shallow=False)
-  assert set(mismatch) == set(names) - {synthetic_scenes.CLASS_NAMES_FILE}
+  assert_same_seed_same_files(dataset, again, other)
 
 
 def test_info_and_class_names(dataset):

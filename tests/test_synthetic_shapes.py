@@ -32,6 +32,12 @@ def test_same_seed_same_files_other_seed_other_files(dataset, tmp_path):
                                            examples_per_shard=8)
   synthetic_shapes.write_synthetic_dataset(other, 12, 5, 128, seed=4,
                                            examples_per_shard=8)
+  assert_same_seed_same_files(dataset, again, other)
+
+
+def assert_same_seed_same_files(dataset, again, other):
+  """`again` (same seed) holds byte-identical files; `other` (another seed)
+  differs in every file but the class names; two train shards."""
   names = sorted(os.listdir(dataset))
   assert names == sorted(os.listdir(again)) == sorted(os.listdir(other))
   assert len([n for n in names if n.startswith('train-')]) == 2

@@ -21,6 +21,25 @@ def refuse_unknown_keywords(owner, kwargs, known):
                     f'takes {sorted(known)}.')
 
 
+def kernel_settings_config(kernel_initializer, kernel_regularizer):
+  """The get_config entries of a model's kernel initializer / regularizer."""
+  return {'kernel_initializer': keras.initializers.serialize(
+              keras.initializers.get(kernel_initializer)),
+          'kernel_regularizer': keras.regularizers.serialize(
+              keras.regularizers.get(kernel_regularizer))}
+
+
+def from_kernel_settings_config(cls, config):
+  """`cls(**config)` with the entries of `kernel_settings_config` read back."""
+  config = dict(config)
+  config['kernel_initializer'] = keras.initializers.deserialize(
+      config['kernel_initializer'])
+  if config.get('kernel_regularizer') is not None:
+    config['kernel_regularizer'] = keras.regularizers.deserialize(
+        config['kernel_regularizer'])
+  return cls(**config)
+
+
 def check_activation(activation):
   if activation not in ACTIVATIONS:
     raise ValueError(f'activation must be one of {list(ACTIVATIONS)}, got '

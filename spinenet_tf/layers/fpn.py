@@ -15,7 +15,9 @@ parameters, Model Garden's count.
 import keras
 
 from spinenet_tf import checks
-from spinenet_tf.layers.common import PACKAGE, BatchNorm, check_activation
+from spinenet_tf.layers.common import (PACKAGE, BatchNorm, check_activation,
+                                       from_kernel_settings_config,
+                                       kernel_settings_config)
 
 # FPN keywords besides input_specs and the levels.
 FPN_OPTIONS = ('num_filters', 'activation', 'use_sync_bn', 'norm_momentum',
@@ -130,18 +132,10 @@ class FPN(keras.Model):
         'num_filters': self.num_filters, 'activation': self.activation,
         'use_sync_bn': self.use_sync_bn, 'norm_momentum': self.norm_momentum,
         'norm_epsilon': self.norm_epsilon,
-        'kernel_initializer': keras.initializers.serialize(
-            keras.initializers.get(self.kernel_initializer)),
-        'kernel_regularizer': keras.regularizers.serialize(
-            keras.regularizers.get(self.kernel_regularizer)),
+        **kernel_settings_config(self.kernel_initializer,
+                                 self.kernel_regularizer),
     }
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    config['kernel_initializer'] = keras.initializers.deserialize(
-        config['kernel_initializer'])
-    if config.get('kernel_regularizer') is not None:
-      config['kernel_regularizer'] = keras.regularizers.deserialize(
-          config['kernel_regularizer'])
-    return cls(**config)
+    return from_kernel_settings_config(cls, config)

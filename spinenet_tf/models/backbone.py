@@ -18,6 +18,8 @@ from spinenet_tf.layers import (BlockFusion, BottleneckBlock, ConvNormAct,
                                 MBConvBlock, MobileResample, Resample,
                                 ResidualBlock)
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
+                                       from_kernel_settings_config,
+                                       kernel_settings_config,
                                        refuse_unknown_keywords)
 
 
@@ -106,21 +108,13 @@ class SpineNet(keras.Model):
         'norm_epsilon': self.norm_epsilon,
         'stochastic_depth_rate': self.stochastic_depth_rate,
         'weighted_fusion': self.weighted_fusion,
-        'kernel_initializer': keras.initializers.serialize(
-            keras.initializers.get(self.kernel_initializer)),
-        'kernel_regularizer': keras.regularizers.serialize(
-            keras.regularizers.get(self.kernel_regularizer)),
+        **kernel_settings_config(self.kernel_initializer,
+                                 self.kernel_regularizer),
     }
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    config['kernel_initializer'] = keras.initializers.deserialize(
-        config['kernel_initializer'])
-    if config.get('kernel_regularizer') is not None:
-      config['kernel_regularizer'] = keras.regularizers.deserialize(
-          config['kernel_regularizer'])
-    return cls(**config)
+    return from_kernel_settings_config(cls, config)
 
 
 def _check_options(activation, use_sync_bn, norm_momentum, norm_epsilon,

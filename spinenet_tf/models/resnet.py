@@ -16,6 +16,8 @@ import keras
 from spinenet_tf import checks
 from spinenet_tf.layers import BottleneckBlock, ConvNormAct
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
+                                       from_kernel_settings_config,
+                                       kernel_settings_config,
                                        refuse_unknown_keywords)
 
 MIN_LEVEL, MAX_LEVEL = 2, 5
@@ -131,21 +133,13 @@ class ResNet(keras.Model):
         'norm_momentum': self.norm_momentum,
         'norm_epsilon': self.norm_epsilon,
         'stochastic_depth_rate': self.stochastic_depth_rate,
-        'kernel_initializer': keras.initializers.serialize(
-            keras.initializers.get(self.kernel_initializer)),
-        'kernel_regularizer': keras.regularizers.serialize(
-            keras.regularizers.get(self.kernel_regularizer)),
+        **kernel_settings_config(self.kernel_initializer,
+                                 self.kernel_regularizer),
     }
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
-    config['kernel_initializer'] = keras.initializers.deserialize(
-        config['kernel_initializer'])
-    if config.get('kernel_regularizer') is not None:
-      config['kernel_regularizer'] = keras.regularizers.deserialize(
-          config['kernel_regularizer'])
-    return cls(**config)
+    return from_kernel_settings_config(cls, config)
 
 
 RESNET_OPTIONS = ('depth_multiplier', 'activation', 'use_sync_bn',
