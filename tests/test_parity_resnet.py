@@ -1,6 +1,9 @@
 """Model Garden's ResNet, FPN and RetinaNet-ResNet-FPN checkpoints load into
 ours and reproduce Model Garden's outputs (random weights and biases,
 randomised BN statistics, inference mode, within 1e-4)."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -120,3 +123,24 @@ def test_resnet_of_another_depth_is_refused(tmp_path):
                               depth_multiplier=MULTIPLIER)
   with pytest.raises(ValueError, match='weighted layers'):
     convert_checkpoint(path, other)
+
+
+def test_convert_script_takes_a_resnet(tmp_path):
+  reference = build_reference_resnet(50, SIZE)
+  _randomize(reference)
+  save_reference_model(reference, tmp_path / 'ref')
+  output = tmp_path / 'resnet50.weights.h5'
+  script = ['scripts/convert_checkpoint.py', '--checkpoint',
+            str(tmp_path / 'ref'), '--model_id', 'resnet50']
+  subprocess.run([sys.executable, *script, '--output', str(output)],
+                 check=True, capture_output=True)
+  ours = resnet.build_resnet('resnet50')
+  ours.load_weights(str(output))
+  _assert_levels_match(ours(_images(), training=False),
+                       reference(_images(), training=False))
+  refused = subprocess.run([sys.executable, *script, '--min_level', '2',
+                            '--output', str(tmp_path / 'x.weights.h5')],
+                           capture_output=True, text=True)
+  assert refused.returncode == 1
+  assert refused.stderr.strip().splitlines()[-1] == (
+      'error: --min_level: a ResNet has levels 2..5; drop the flag.')
