@@ -7,9 +7,11 @@ hand-written specs can be checked against a row.
 
 How the counting treats the stem: the blocks of a spec list are the two
 level-2 bottleneck stem blocks this project always builds (offsets 0 and 1)
-and the listed blocks. The stem blocks are the stem allocation (2, 0, 0, 0),
-as in Table 1's R0-SP53 and SpineNet-49 rows; the listed blocks that feed an
-output level min_level..max_level are the scale-permuted allocation. So
+and the listed blocks. The stem blocks and the chain blocks (one input
+offset, `specs.BlockSpec`) are the stem allocation ((2, 0, 0, 0) without
+chain blocks, as in Table 1's R0-SP53 and SpineNet-49 rows); the other listed
+blocks are the scale-permuted allocation. Only blocks that feed an output
+level min_level..max_level count. So
 SpineNet-49's 16 specs count 15 permuted blocks (1, 2, 4, 4, 2, 2): its
 level-2 output block only serves min_level=2 and is not built for 3..7.
 
@@ -99,14 +101,15 @@ def _built_blocks(block_specs, min_level, max_level):
 def count_allocation(block_specs, min_level=3, max_level=7) -> Allocation:
   """The `Allocation` of a SpineNet spec list (stem handling: module doc)."""
   blocks = _built_blocks(block_specs, min_level, max_level)
+  stem = {b.index for b in blocks if b.is_stem or len(b.parents) == 1}
   for b in blocks:
-    if not b.is_stem and b.level not in PERMUTED_LEVELS:
+    if b.index not in stem and b.level not in PERMUTED_LEVELS:
       raise ValueError(f'block {b.index - 2}: level {b.level} lies outside '
                        f'the allocation levels 2..7.')
   return Allocation(
-      tuple(sum(b.is_stem and b.level == lv for b in blocks)
+      tuple(sum(b.index in stem and b.level == lv for b in blocks)
             for lv in STEM_LEVELS),
-      tuple(sum(not b.is_stem and b.level == lv for b in blocks)
+      tuple(sum(b.index not in stem and b.level == lv for b in blocks)
             for lv in PERMUTED_LEVELS))
 
 

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from spinenet_tf import checks
+from spinenet_tf import checks, io_utils
 
 BOTTLENECK = 'bottleneck'
 RESIDUAL = 'residual'
@@ -33,10 +33,15 @@ ALL_BLOCK_TYPES = (BOTTLENECK, RESIDUAL, MBCONV)
 
 @dataclasses.dataclass(frozen=True)
 class BlockSpec:
-  """One scale-permuted block: its level, type, two input offsets, output flag.
+  """One block: its level, type, one or two input offsets, output flag.
 
   `input_offsets` index the list of all blocks built so far, the stem blocks
-  first (two stem blocks, so offset 0 and 1 are the stem).
+  first (two stem blocks, so offset 0 and 1 are the stem). Two offsets make a
+  scale-permuted block (both parents resampled and fused). One offset makes a
+  chain block, as in a ResNet stage: it reads its parent directly, at the
+  parent's level or one level up (stride 2), and is not an output; a
+  scale-decreased stem (R[N] of R[N]-SP[M]) is written with chain blocks.
+  SpineNet (not SpineNet-Mobile) only.
   """
   level: int
   block_fn: str
@@ -172,10 +177,11 @@ def parse_block_specs(rows: Iterable) -> tuple:
       raise ValueError(f'block {i}: unknown block_fn {block_fn!r}; block types '
                        f'are {BOTTLENECK!r}, {RESIDUAL!r} (SpineNet) and '
                        f'{MBCONV!r} (SpineNet-Mobile).')
-    if (not isinstance(offsets, (list, tuple)) or len(offsets) != 2 or
-        not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
-      raise ValueError(f'block {i}: field input_offsets must be two integers, '
-                       f'got {offsets!r}.')
+    if (not isinstance(offsets, (list, tuple)) or len(offsets) not in (1, 2)
+        or not all(isinstance(o, int) and not isinstance(o, bool)
+                   for o in offsets)):
+      raise ValueError(f'block {i}: field input_offsets must be one integer '
+                       f'(a chain block) or two integers, got {offsets!r}.')
     if not isinstance(is_output, bool):
       raise ValueError(f'block {i}: field is_output must be true or false, '
                        f'got {is_output!r}.')
@@ -230,6 +236,15 @@ def load_specs_yaml(path: str):
   if data.get('scaling') is not None:
     scaling = scaling_from_dict(data['scaling'], source=path)
   return specs, scaling
+
+
+def write_specs_yaml(block_specs, path, scaling=None):
+  """Writes block specs (and optional scaling) as a YAML file that
+  `load_specs_yaml` and `build_backbone(path)` read; returns `path`."""
+  data = {'block_specs': [s.to_dict() for s in parse_block_specs(block_specs)]}
+  if scaling is not None:
+    data['scaling'] = dataclasses.asdict(scaling)
+  return io_utils.atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def scaling_from_dict(values: dict, source: str = 'scaling') -> Scaling:
@@ -295,8 +310,10 @@ class PlannedBlock:
   block_fn: str
   filters: int          # inner width of the block
   out_channels: int     # channels of the block's output
-  in_channels: int      # channels the fused parents are projected to
-  parents: tuple        # indices of the two resampled parents
+  in_channels: int      # channels of its input: the fused parents are
+                        # projected to it; stem and chain blocks read it
+  parents: tuple        # indices of the resampled parents (one for a stem
+                        # or chain block: its input, not resampled)
   merged: tuple         # indices of earlier unconnected blocks summed in
   is_output: bool
   is_stem: bool
@@ -370,6 +387,8 @@ def validate_specs(specs: Sequence[BlockSpec], family: str, min_level: int,
         raise ValueError(
             f'block {i}: input_offsets[{k}] = {offset} {direction}; block {i} '
             f'can read blocks 0..{built_so_far - 1} (stem blocks first).')
+    if len(spec.input_offsets) == 1:
+      _check_chain_block(i, spec, specs, family, num_stem_blocks)
     if spec.is_output:
       level = min(spec.level, max_level) if family == MOBILE else spec.level
       if level in output_levels:
@@ -382,6 +401,25 @@ def validate_specs(specs: Sequence[BlockSpec], family: str, min_level: int,
                        f'max_level={max_level}) but no block has is_output '
                        f'at level {level}; output levels are '
                        f'{sorted(output_levels)}.')
+
+
+def _check_chain_block(i, spec, specs, family, num_stem_blocks):
+  """Raises ValueError unless block `i` (one input offset) is a valid chain
+  block: SpineNet, not an output, at its parent's level or one above."""
+  name = f'block {i}: a chain block (one input offset)'
+  if family != SPINENET:
+    raise ValueError(f'{name} is SpineNet-only; {family} blocks take two '
+                     'input offsets.')
+  if spec.is_output:
+    raise ValueError(f'{name} cannot have is_output: output blocks fuse two '
+                     'inputs.')
+  parent = spec.input_offsets[0]
+  parent_level = (2 if parent < num_stem_blocks
+                  else specs[parent - num_stem_blocks].level)
+  if spec.level - parent_level not in (0, 1):
+    raise ValueError(f'{name} stays at its parent\'s level or goes one level '
+                     f'up; level {spec.level} reads block {parent} at level '
+                     f'{parent_level}.')
 
 
 def make_plan(specs: Sequence[BlockSpec], scaling: Scaling, min_level=3,
@@ -422,13 +460,17 @@ def make_plan(specs: Sequence[BlockSpec], scaling: Scaling, min_level=3,
                    blocks[-1].out_channels if blocks else width(0))
     blocks.append(PlannedBlock(i, level, stem_fn, filters,
                                _block_channels(stem_fn, filters), in_channels,
-                               (), (), False, True, 0.0))
+                               (i - 1,) if i else (), (), False, True, 0.0))
   outgoing = [0] * len(blocks)
+  for block in blocks:
+    for p in block.parents:
+      outgoing[p] += 1
   for i, spec in enumerate(specs):
     level = min(spec.level, max_level) if family == MOBILE else spec.level
     filters = width(level)
-    in_channels = _block_channels(spec.block_fn, filters)
     parents = tuple(spec.input_offsets)
+    in_channels = (blocks[parents[0]].out_channels if len(parents) == 1 else
+                   _block_channels(spec.block_fn, filters))
     for p in parents:
       outgoing[p] += 1
     merged = []
@@ -440,7 +482,8 @@ def make_plan(specs: Sequence[BlockSpec], scaling: Scaling, min_level=3,
           outgoing[j] += 1
     rate = stochastic_depth_rate * (i + 1) / len(specs)
     blocks.append(PlannedBlock(len(blocks), level, spec.block_fn, filters,
-                               in_channels, in_channels, parents, tuple(merged),
+                               _block_channels(spec.block_fn, filters),
+                               in_channels, parents, tuple(merged),
                                spec.is_output, False, rate))
     outgoing.append(0)
   return NetworkPlan(family, scaling, tuple(blocks), min_level, max_level)

@@ -149,7 +149,7 @@ def _rows(rows):
     (_rows(['[3, mbconv, [0, 9], false]']),
      'block 0: input_offsets[1] = 9 points forward'),
     (_rows(['[3, mbconv, [0], false]']),
-     'block 0: field input_offsets must be two integers'),
+     'block 0: a chain block (one input offset) is SpineNet-only'),
     ('block_specs: mbconv\n', "block specs must be a list of blocks, got 'mbconv'"),
     ('scaling: {filter_size_scale: big}\n' + _rows(MOBILE_ROWS),
      "scaling.filter_size_scale must be a number in (0, inf], got 'big'"),

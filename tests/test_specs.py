@@ -36,7 +36,7 @@ def test_unknown_model_id_lists_valid_ids():
     (_with(12, level=4), r'block 12: is_output duplicates output level 4'),
     (_with(11, is_output=False), r'level 3 is requested .* no block has is_output at level 3'),
     (_with(2, level='4'), r'block 2: field level must be an integer'),
-    (_with(2, input_offsets=[1]), r'block 2: field input_offsets must be two integers'),
+    (_with(2, input_offsets=[1, 2, 3]), r'block 2: field input_offsets must be one integer \(a chain block\) or two integers'),
     (_with(2, is_output='yes'), r'block 2: field is_output must be true or false'),
 ])
 def test_validation_names_block_and_field(rows, message):

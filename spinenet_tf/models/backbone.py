@@ -145,6 +145,11 @@ class _GraphBuilder:
       if block.index not in used:
         features.append(None)
         continue
+      if len(block.parents) == 1:  # a chain block: strided, no fusion
+        parent = self.plan.blocks[block.parents[0]]
+        features.append(self._block_group(
+            features[parent.index], block, 2 ** (block.level - parent.level)))
+        continue
       parents = [self._resample(features[p], self.plan.blocks[p], block, slot)
                  for slot, p in enumerate(block.parents)]
       parents += [features[m] for m in block.merged]

@@ -150,10 +150,7 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
              for b in plan.blocks}
   for block in plan.blocks:
     live = block.index in used
-    # A stem block reads the one before it; the others read their parents.
-    inputs = ((block.index - 1,) if block.is_stem and block.index
-              else block.parents)
-    for p in inputs:
+    for p in block.parents:
       _draw_edge(ax, plan.blocks[p], block, patches, False, live)
     for m in block.merged:
       _draw_edge(ax, plan.blocks[m], block, patches, True, live)
