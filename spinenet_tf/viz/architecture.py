@@ -45,9 +45,15 @@ def _title(specs_or_model_id):
   return 'SpineNet (custom block specs)'
 
 
+def _in_stem(block):
+  """The implied stem blocks and the chain blocks (one input) of an R[N]
+  stem."""
+  return block.is_stem or len(block.parents) == 1
+
+
 def _position(block):
   """Stem blocks sit a little apart from the scale-permuted blocks."""
-  return (block.index + (0 if block.is_stem else 0.6), block.level)
+  return (block.index + (0 if _in_stem(block) else 0.6), block.level)
 
 
 def _draw_block(ax, block, used, endpoint):
@@ -154,7 +160,7 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
       _draw_edge(ax, plan.blocks[p], block, patches, False, live)
     for m in block.merged:
       _draw_edge(ax, plan.blocks[m], block, patches, True, live)
-  stems = [_position(b)[0] for b in plan.blocks if b.is_stem]
+  stems = [_position(b)[0] for b in plan.blocks if _in_stem(b)]
   ax.axvspan(stems[0] - 0.5, stems[-1] + 0.5, color='#f3f3f3', zorder=0)
   ax.text((stems[0] + stems[-1]) / 2, max(levels) + 0.5, 'stem',
           ha='center', va='center', fontsize=9, color='#777777')
