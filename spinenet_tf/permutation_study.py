@@ -273,6 +273,7 @@ def plot(rows, path):
   axes.set_xlabel('GFLOPs (one image, RetinaNet)')
   axes.set_ylabel('AP (mean +- std over seeds)')
   axes.set_title('Permutation study at the proxy scale')
+  axes.margins(x=0.3, y=0.2)  # room for the labels
   axes.grid(alpha=0.3)
   figure.tight_layout()
   buffer = io.BytesIO()
