@@ -91,7 +91,7 @@ KEYS.update({f'trainer.{k}': ('trainer', None, {}) for k in TRAINER_KEYS})
 
 DETECTION = {
     'task': 'detection',
-    'model': {'backbone': 'mobile-49XS', 'input_size': 128, 'num_classes': 3},
+    'model': {'backbone': 'mobile-49XS', 'input_size': 128, 'num_classes': 4},
     'optimizer': {'type': 'adam'},
     'schedule': {'type': 'cosine', 'learning_rate': 0.01},
     'train_data': {'data_dir': '/data/shapes'},

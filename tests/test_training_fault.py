@@ -86,7 +86,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
   config = config_lib.load_experiment(
       os.path.join(ROOT, 'configs', 'demo_retinanet_synthetic.yaml'),
       [OVERRIDE])
-  build_task(config, data_dir)._ensure_synthetic(data_dir)
+  build_task(config, data_dir)._ensure_synthetic('synthetic', data_dir)
   procs = []
   try:
     # Side by side: tracing, most of a run's time, is one core each.
