@@ -24,12 +24,13 @@ import numpy as np
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.export.model_garden_graph import LayerGraph, WeightedLayer
 from spinenet_tf.export import model_garden_resnet
+from spinenet_tf.models import resnet
 from spinenet_tf.models.backbone import SpineNet, block_name, resample_name
 from spinenet_tf.models.retinanet import RetinaNet
 
 _VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 _MODEL_IDS = specs_lib.MODEL_IDS + tuple(
-    f'resnet{depth}' for depth in model_garden_resnet.resnet.BLOCK_REPEATS)
+    f'resnet{depth}' for depth in resnet.BLOCK_REPEATS)
 # Greedy: the innermost functional model holding the layer.
 _LAYER_RE = re.compile(r'^(.*)layer_with_weights-(\d+)/[^/]')
 
@@ -163,7 +164,7 @@ def _functional_targets(part, order, prefix):
 def _backbone_order(backbone):
   if isinstance(backbone, SpineNet):
     return reference_layer_order(backbone.plan)
-  if model_garden_resnet.is_resnet(backbone):
+  if isinstance(backbone, resnet.ResNet):
     return model_garden_resnet.resnet_layer_order(backbone)
   raise TypeError(f'convert_checkpoint: no Model Garden layout for '
                   f'{type(backbone).__name__} {backbone.name!r}; it takes a '
@@ -216,8 +217,8 @@ def _find_root(keys, where, prefix, marker, what):
 
 def _find_classifier_layer(model):
   """The backbone (a layer with a Model Garden layout) of our classifier."""
-  backbones = [l for l in model.layers if isinstance(l, SpineNet) or
-               model_garden_resnet.is_resnet(l)]
+  backbones = [l for l in model.layers
+               if isinstance(l, (SpineNet, resnet.ResNet))]
   names = [l.name for l in model.layers]
   if len(backbones) != 1 or 'logits' not in names or 'spinal_head' in names:
     raise TypeError(f'convert_checkpoint: {model.name!r} is neither a '
@@ -242,7 +243,7 @@ def _targets(model, keys, where, prefix):
     parts.append(('head', f'{root}_head/', None,
                   list(_head_targets(model.head, f'{root}_head/'))))
     return root, parts
-  if isinstance(model, SpineNet) or model_garden_resnet.is_resnet(model):
+  if isinstance(model, (SpineNet, resnet.ResNet)):
     backbone_prefix = _find_backbone_prefix(keys, where, prefix)
     order = _backbone_order(model)
     return backbone_prefix, [('backbone', backbone_prefix, order, list(
@@ -399,7 +400,7 @@ def main(argv):
   if args.model_id not in _MODEL_IDS:
     raise cli.UserError(f'--model_id {args.model_id!r}: unknown; expected one '
                         f'of {", ".join(_MODEL_IDS)}.')
-  is_resnet = model_garden_resnet.resnet.is_resnet_id(args.model_id)
+  is_resnet = resnet.is_resnet_id(args.model_id)
   levels = [f'--{n}' for n in ('min_level', 'max_level') if args[n].present]
   if is_resnet and levels:
     raise cli.UserError(f'{" and ".join(levels)}: a ResNet has levels 2..5; '
@@ -410,7 +411,7 @@ def main(argv):
                         '(a Model Garden TF2 checkpoint prefix or directory).')
   size = args.input_size
   if is_resnet:
-    model = model_garden_resnet.resnet.build_resnet(
+    model = resnet.build_resnet(
         args.model_id, (size, size, 3), activation=args.activation)
   else:
     model = build_backbone(args.model_id, (size, size, 3), args.min_level,

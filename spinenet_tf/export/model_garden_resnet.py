@@ -13,10 +13,6 @@ from spinenet_tf.export.model_garden_graph import LayerGraph, WeightedLayer
 from spinenet_tf.models import resnet
 
 
-def is_resnet(model):
-  return isinstance(model, resnet.ResNet)
-
-
 def resnet_layer_order(backbone):
   """Our layer for each `layer_with_weights-K` of Model Garden's ResNet."""
   order = [WeightedLayer('stem', 'conv', 'conv'),
