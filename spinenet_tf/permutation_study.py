@@ -21,17 +21,13 @@ import io
 import json
 import os
 import statistics
-import time
 
 import tensorflow as tf
 
-from spinenet_tf import checks, flops
-from spinenet_tf.export.model_config import build_model_from_config
+from spinenet_tf import checks
 from spinenet_tf.io_utils import atomic_write
+from spinenet_tf.search import proxy
 from spinenet_tf.training import config as config_lib
-from spinenet_tf.training import strategy as strategy_lib
-from spinenet_tf.training.tasks import build_task
-from spinenet_tf.training.trainer import Trainer
 
 PROXY_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs',
                             'permutation_study_proxy.yaml')
@@ -159,14 +155,9 @@ class Study:
   def _train_and_evaluate(self, key, seed):
     config = self.config(key, seed)
     run_dir = self.run_dir(key, seed)
-    start = time.time()
-    strategy = strategy_lib.build_strategy('one_device')
-    with Trainer(config, build_task(config, self.data_dir), strategy,
-                 run_dir) as trainer:
-      trainer.train()
-      metrics = trainer.evaluate()
+    metrics = proxy.train_and_evaluate(config, self.data_dir, run_dir)
     result = {'architecture': key, 'name': ARCHITECTURES[key].name,
-              'seed': seed, 'seconds': time.time() - start,
+              'seed': seed, 'seconds': metrics['seconds'],
               'train_steps': config.trainer.train_steps,
               'images_per_second': _median_images_per_second(
                   os.path.join(run_dir, 'train')),
@@ -186,11 +177,8 @@ class Study:
     config = self.config(key, 0)
     tag = f'{key}@{config.model["input_size"]}'
     if tag not in sizes:
-      model = build_model_from_config({'task': config.task,
-                                       'model': config.model})
-      sizes[tag] = {'params': int(model.count_params()),
-                    'flops': sum(flops.count_flops(
-                        model, model.image_shape).values())}
+      size = proxy.measure(config)
+      sizes[tag] = {'params': size['params'], 'flops': size['flops']}
       tf.io.gfile.makedirs(self.output_dir)
       atomic_write(path, json.dumps(sizes, indent=2))
     return sizes[tag]

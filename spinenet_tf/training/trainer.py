@@ -300,14 +300,16 @@ class Trainer:
           '. Move them away to start afresh.')
     return None
 
-  def train(self, evaluate=False, on_start=None):
+  def train(self, evaluate=False, on_start=None, on_evaluate=None):
     """Trains to trainer.train_steps from the latest checkpoint; evaluates
     every eval_interval steps and at the end when `evaluate`.
     `on_start()` runs once the restore and the first steps succeeded,
-    before the first checkpoint is saved. The summary writers are flushed
-    on every exit."""
+    before the first checkpoint is saved; `on_evaluate(step, metrics)`
+    after each evaluation (an exception it raises stops training, the
+    checkpoint of that step saved). The summary writers are flushed on
+    every exit."""
     try:
-      return self._train(evaluate, on_start)
+      return self._train(evaluate, on_start, on_evaluate)
     finally:
       self._flush()
 
@@ -327,7 +329,7 @@ class Trainer:
         f'train_data (source {data.source!r}, {where}) gave no training '
         'batch: every record was skipped or none was found.')
 
-  def _train(self, evaluate, on_start):
+  def _train(self, evaluate, on_start, on_evaluate):
     tc = self.config.trainer
     if self._checkpoint_input():
       iterator = train_input_lib.CheckpointableInput(
@@ -374,6 +376,8 @@ class Trainer:
       if evaluate and ((tc.eval_interval and step % tc.eval_interval == 0)
                        or step == tc.train_steps):
         metrics = self.evaluate()
+        if on_evaluate is not None:
+          on_evaluate(step, metrics)
     return metrics
 
   def _learning_rate(self):

@@ -1,0 +1,311 @@
+"""The search loop, on an Optuna study that any number of workers share.
+
+    search = Search('/tmp/search', SearchSpace('SpineNet-49'), Proxy())
+    search.run(n_trials=30)      # this worker's share of 30 study trials
+
+Each trial draws every parameter of the space (`trial.suggest_int`),
+writes the candidate's block specs to `trials/trial_NNNN/candidate.yaml`,
+measures it (parameters, FLOPs, latency), trains it on the proxy there and
+returns its AP (and FLOPs or latency for a two-objective search). What it
+measured is on the trial (user attributes), so `report` works from the
+study alone.
+
+The study lives in Optuna's storage: a SQLite file in the search folder by
+default, or any storage URL (postgresql://, mysql://, or journal:<file>
+for Optuna's journal file on a shared filesystem). Every worker runs the
+same command; the budget is the study's trial count, not the worker's.
+
+Faults: a NaN loss or an error in a trial marks it failed with the reason
+(`fail_reason`) and the worker takes the next trial. With an RDB storage
+each running trial sends a heartbeat; a trial whose worker died (SIGKILL)
+is failed by the next worker that starts a trial after the grace period,
+and retried once in the same folder, so it resumes from its checkpoint.
+"""
+
+import json
+import math
+import os
+import statistics
+import time
+import traceback
+import warnings
+
+import keras
+import optuna
+
+from spinenet_tf import checks, permutation_study
+from spinenet_tf import specs as specs_lib
+from spinenet_tf.io_utils import atomic_write
+from spinenet_tf.search import proxy as proxy_lib
+from spinenet_tf.training.trainer import NonFiniteLossError
+
+SAMPLERS = ('tpe', 'random', 'nsga2')
+PRUNERS = ('none', 'median', 'successive_halving', 'hyperband')
+# objectives flag -> the trial's measured values it optimizes, in order.
+OBJECTIVES = {'ap': ('AP',), 'ap,flops': ('AP', 'gflops'),
+              'ap,latency': ('AP', 'latency_ms')}
+DIRECTIONS = {'AP': 'maximize', 'gflops': 'minimize', 'latency_ms': 'minimize'}
+# Reference points trained under the same proxy: model section keys.
+REFERENCES = {'SpineNet-49': {'backbone': '49'},
+              'R50-FPN': permutation_study.ARCHITECTURES['a'].model}
+STUDY_FILE = 'study.db'
+CANDIDATE_FILE = 'candidate.yaml'
+OVER_BUDGET = 'over_budget'
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+             optuna.trial.TrialState.FAIL)
+
+
+def open_storage(url, output_dir, heartbeat_seconds=60):
+  """An Optuna storage: None for a SQLite file in `output_dir`, a database
+  URL (with heartbeats and one retry of a dead worker's trial), or
+  'journal:<path>' (no heartbeats: a dead worker's trial stays RUNNING)."""
+  if url is None:
+    os.makedirs(output_dir, exist_ok=True)
+    url = 'sqlite:///' + os.path.abspath(os.path.join(output_dir, STUDY_FILE))
+  if not isinstance(url, str) or not (url.startswith('journal:')
+                                      or '://' in url):
+    raise ValueError(f'storage must be a database URL (sqlite:///..., '
+                     f'postgresql://...) or journal:<file>, got {url!r}.')
+  if url.startswith('journal:'):
+    return optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(url[len('journal:'):]))
+  heartbeat = checks.integer('heartbeat_seconds', heartbeat_seconds, 1)
+  engine_kwargs = ({'connect_args': {'timeout': 120}}
+                   if url.startswith('sqlite') else {'pool_pre_ping': True})
+  with warnings.catch_warnings():  # heartbeats are 'experimental'
+    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+        grace_period=2 * heartbeat,
+        heartbeat_stale_trial_callback=(
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+
+
+def build_sampler(name, seed=None, startup_trials=10):
+  checks.choice('sampler', name, SAMPLERS)
+  if name == 'random':
+    return optuna.samplers.RandomSampler(seed=seed)
+  if name == 'tpe':
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=checks.integer('startup_trials',
+                                                   startup_trials, 0))
+  return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def build_pruner(name):
+  checks.choice('pruner', name, PRUNERS)
+  return {'none': optuna.pruners.NopPruner,
+          'median': optuna.pruners.MedianPruner,
+          'successive_halving': optuna.pruners.SuccessiveHalvingPruner,
+          'hyperband': optuna.pruners.HyperbandPruner}[name]()
+
+
+def _reason(error):
+  lines = str(error).strip().splitlines() or ['']
+  return f'{type(error).__name__}: {lines[0][:500]}'
+
+
+def counted(trial):
+  """Whether a trial uses the trial budget: all but waiting ones and the
+  candidates refused, untrained, for the FLOPs / latency budget."""
+  return (trial.state != optuna.trial.TrialState.WAITING
+          and not trial.user_attrs.get(OVER_BUDGET))
+
+
+class Search:
+  """One worker of a search in `output_dir`.
+
+  Args:
+    output_dir: the search folder (trials/, study.db, reports).
+    space: a `SearchSpace`.
+    proxy: a `proxy.Proxy`.
+    sampler: 'tpe', 'random' or 'nsga2'.
+    objectives: 'ap', 'ap,flops' or 'ap,latency'.
+    storage: an Optuna storage URL; None for output_dir/study.db.
+    study_name: the study (created by the first worker, then shared).
+    pruner: 'none', 'median', 'successive_halving' or 'hyperband' (AP
+      reported at `reports_per_trial` evaluations; one objective only).
+    max_gflops, max_latency_ms: candidates above are not trained (pruned,
+      `over_budget`; they do not use the trial budget).
+    seed: sampler seed, offset by the study's trial count when this worker
+      starts (so workers and resumed runs draw differently); None: random.
+  """
+
+  def __init__(self, output_dir, space, proxy, sampler='tpe', objectives='ap',
+               storage=None, study_name='spinenet_search', pruner='none',
+               reports_per_trial=3, max_gflops=None, max_latency_ms=None,
+               seed=None, startup_trials=10, heartbeat_seconds=60):
+    self.output_dir, self.space, self.proxy = output_dir, space, proxy
+    self.objectives = OBJECTIVES[checks.choice('objectives', objectives,
+                                               tuple(OBJECTIVES))]
+    if pruner != 'none' and len(self.objectives) > 1:
+      raise ValueError(f'pruner {pruner!r}: Optuna prunes one-objective '
+                       f'searches only; objectives is {objectives!r}.')
+    self.reports_per_trial = checks.integer('reports_per_trial',
+                                            reports_per_trial, 1)
+    self.pruner_name = pruner
+    self.budget = {
+        'gflops': None if max_gflops is None else checks.number(
+            'max_gflops', max_gflops, 0, low_open=True),
+        'latency_ms': None if max_latency_ms is None else checks.number(
+            'max_latency_ms', max_latency_ms, 0, low_open=True)}
+    if self.budget['latency_ms'] is not None and not proxy.latency_runs:
+      raise ValueError('max_latency_ms needs latency_runs > 0.')
+    if 'latency_ms' in self.objectives and not proxy.latency_runs:
+      raise ValueError("objectives 'ap,latency' needs latency_runs > 0.")
+    self.storage = open_storage(storage, output_dir, heartbeat_seconds)
+    self.study_name = study_name
+    self.study = self._open_study(sampler, seed, startup_trials)
+
+  def _open_study(self, sampler, seed, startup_trials):
+    directions = [DIRECTIONS[o] for o in self.objectives]
+    study = optuna.create_study(
+        storage=self.storage, study_name=self.study_name,
+        directions=directions, load_if_exists=True,
+        pruner=build_pruner(self.pruner_name))
+    if study.directions != [optuna.study.StudyDirection[d.upper()]
+                            for d in directions]:
+      raise ValueError(f'study {self.study_name!r} exists with directions '
+                       f'{[d.name.lower() for d in study.directions]}, not '
+                       f'{directions} (objectives {self.objectives}).')
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = build_sampler(
+        sampler, None if seed is None else seed + offset, startup_trials)
+    return study
+
+  # The trial.
+
+  def trial_dir(self, trial):
+    """trials/trial_NNNN; a retried trial keeps its original folder."""
+    if 'trial_dir' not in trial.user_attrs:
+      trial.set_user_attr('trial_dir', f'trials/trial_{trial.number:04d}')
+    return os.path.join(self.output_dir, trial.user_attrs['trial_dir'])
+
+  def objective(self, trial):
+    """Draws, measures, trains and scores one candidate."""
+    keras.backend.clear_session()
+    choices = {name: trial.suggest_int(name, 0, n - 1)
+               for name, n in self.space.parameters()}
+    try:
+      return self._evaluate(trial, self.space.decode(choices))
+    except optuna.TrialPruned:
+      raise
+    except NonFiniteLossError as e:
+      trial.set_user_attr('fail_reason', f'NaN loss: {_reason(e)}')
+      return tuple(math.nan for _ in self.objectives)
+    except Exception as e:  # recorded on the trial, then the next one
+      trial.set_user_attr('fail_reason', _reason(e))
+      trial.set_user_attr('traceback', traceback.format_exc()[-4000:])
+      raise
+
+  def _evaluate(self, trial, block_specs):
+    run_dir = self.trial_dir(trial)
+    os.makedirs(run_dir, exist_ok=True)
+    path = specs_lib.write_specs_yaml(
+        block_specs, os.path.join(run_dir, CANDIDATE_FILE))
+    config = self.proxy.config(path, self._sections())
+    size = self.proxy.measure(config)
+    measured = {'params': size['params'], 'gflops': size['flops'] / 1e9,
+                'latency_ms': size['latency_ms']}
+    for key, value in measured.items():
+      trial.set_user_attr(key, value)
+    for key, limit in self.budget.items():
+      if limit is not None and measured[key] > limit:
+        trial.set_user_attr(OVER_BUDGET, True)
+        trial.set_user_attr('prune_reason', f'{key} {measured[key]:.4g} over '
+                            f'the budget {limit:g}; not trained')
+        raise optuna.TrialPruned(trial.user_attrs['prune_reason'])
+    result = proxy_lib.train_and_evaluate(
+        config, self.proxy.data_dir, run_dir, self._reporter(trial))
+    for key in ('AP', 'AP50', 'seconds'):
+      trial.set_user_attr(key, result[key])
+    values = {**measured, 'AP': result['AP']}
+    return tuple(values[o] for o in self.objectives)
+
+  def _sections(self):
+    if self.pruner_name == 'none':
+      return {}
+    return {'trainer': {'eval_interval': max(
+        1, self.proxy.train_steps // self.reports_per_trial)}}
+
+  def _reporter(self, trial):
+    if self.pruner_name == 'none':
+      return None
+
+    def report(step, metrics):
+      trial.report(metrics['AP'], step)
+      if trial.should_prune():
+        trial.set_user_attr('prune_reason', f'AP {metrics["AP"]:.4f} at step '
+                            f'{step}')
+        raise optuna.TrialPruned(trial.user_attrs['prune_reason'])
+    return report
+
+  def reference(self, name):
+    """The proxy result of REFERENCES[name]: trained once in
+    references/<name>/ (resuming there after a kill), then read back."""
+    checks.choice('reference', name, tuple(REFERENCES))
+    run_dir = os.path.join(self.output_dir, 'references', name)
+    path = os.path.join(run_dir, 'result.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        return json.load(f)
+    model = dict(REFERENCES[name])
+    config = self.proxy.config(model.pop('backbone'), {'model': model})
+    size = self.proxy.measure(config)
+    metrics = proxy_lib.train_and_evaluate(config, self.proxy.data_dir,
+                                           run_dir)
+    result = {'name': name, 'AP': metrics['AP'], 'AP50': metrics['AP50'],
+              'gflops': size['flops'] / 1e9, 'params': size['params'],
+              'latency_ms': size['latency_ms'], 'seconds': metrics['seconds']}
+    atomic_write(path, json.dumps(result, indent=2))
+    return result
+
+  # The loop.
+
+  def counted_trials(self):
+    return [t for t in self.study.get_trials(deepcopy=False) if counted(t)]
+
+  def run(self, n_trials, log=print, on_trial=None):
+    """Runs trials until the study has `n_trials` counted trials (see
+    `counted`); `on_trial(study, trial)` after each of this worker's."""
+    n_trials = checks.integer('n_trials', n_trials, 1)
+    start = time.time()
+    if len(self.counted_trials()) >= n_trials:
+      log(f'study {self.study_name!r} has {n_trials} trials already.')
+      return
+
+    def after_trial(study, trial):
+      log(self.progress_line(trial, n_trials, time.time() - start))
+      if on_trial is not None:
+        on_trial(study, trial)
+      if len(self.counted_trials()) >= n_trials:
+        study.stop()
+
+    self.study.optimize(self.objective, callbacks=[after_trial],
+                        catch=(Exception,), gc_after_trial=True)
+
+  def progress_line(self, trial, n_trials, elapsed):
+    """'trial 3 of 30 (#2) COMPLETE: AP ... | best ... | ETA ...'."""
+    trials = self.counted_trials()
+    done = [t for t in trials if t.state in _FINISHED]
+    text = f'trial {len(done)} of {n_trials} (#{trial.number}) ' + (
+        f'{trial.state.name}')
+    attrs = trial.user_attrs
+    if 'AP' in attrs:
+      text += f': AP {attrs["AP"]:.4f}'
+    if 'gflops' in attrs:
+      text += f', {attrs["gflops"]:.3f} GFLOPs'
+    reason = attrs.get('fail_reason') or attrs.get('prune_reason')
+    if reason:
+      text += f' ({reason[:120]})'
+    scored = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
+    if scored:
+      best = max(scored, key=lambda t: t.user_attrs['AP'])
+      text += f' | best AP {best.user_attrs["AP"]:.4f} (#{best.number})'
+    seconds = [t.duration.total_seconds() for t in done if t.duration]
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    if seconds:
+      eta = (statistics.median(seconds) * (n_trials - len(done))
+             / (running + 1))  # the others and this worker
+      text += f' | ETA {eta / 60:.1f} min'
+    return text + f' | {elapsed / 60:.1f} min in this worker'

@@ -1,0 +1,171 @@
+"""The search engine in one process, its training replaced by scripted
+outcomes (the real training runs in test_search_workers.py): a NaN trial
+and an erroring trial are recorded as failed with their reasons and the
+search goes on; over-budget candidates are not trained and do not use the
+budget; pruning stops a trial on its reported AP; the outputs load."""
+import csv
+import json
+import os
+
+import optuna
+import pytest
+
+from spinenet_tf.models.backbone import build_backbone
+from spinenet_tf.search import engine, proxy, report
+from spinenet_tf.search.space import SearchSpace
+from spinenet_tf.training.trainer import NonFiniteLossError
+
+
+class ScriptedTraining:
+  """Stands in for proxy.train_and_evaluate: each call takes the next
+  outcome, an exception to raise or a list of APs to report (the last is
+  the result)."""
+
+  def __init__(self, outcomes):
+    self.outcomes, self.configs = list(outcomes), []
+
+  def __call__(self, config, data_dir, run_dir, on_evaluate=None):
+    self.configs.append(config)
+    outcome = self.outcomes.pop(0)
+    if isinstance(outcome, Exception):
+      raise outcome
+    for step, ap in enumerate(outcome, 1):
+      if on_evaluate is not None:
+        on_evaluate(step * 100, {'AP': ap})
+    return {'AP': outcome[-1], 'AP50': 2 * outcome[-1], 'seconds': 1.5}
+
+
+def _search(tmp_path, monkeypatch, outcomes, measure=None, overrides=(),
+            **kwargs):
+  training = ScriptedTraining(outcomes)
+  monkeypatch.setattr(proxy, 'train_and_evaluate', training)
+  if measure is not None:
+    monkeypatch.setattr(proxy.Proxy, 'measure', measure)
+  search = engine.Search(
+      str(tmp_path / 'search'), SearchSpace('SpineNet-49'),
+      proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES, *overrides],
+                  latency_runs=0),
+      sampler='random', seed=0, **kwargs)
+  return search, training
+
+
+def test_failed_trials_keep_their_reason_and_the_search_goes_on(
+    tmp_path, monkeypatch):
+  search, training = _search(tmp_path, monkeypatch, [
+      NonFiniteLossError('Non-finite loss in steps 1..2'),
+      ValueError('the candidate broke'), [0.25]])
+  lines = []
+  search.run(3, log=lines.append)
+  trials = search.study.get_trials()
+  assert [t.state.name for t in trials] == ['FAIL', 'FAIL', 'COMPLETE']
+  assert trials[0].user_attrs['fail_reason'].startswith(
+      'NaN loss: NonFiniteLossError: Non-finite loss')
+  assert trials[1].user_attrs['fail_reason'] == (
+      'ValueError: the candidate broke')
+  # Measured for real: the candidate's RetinaNet at the proxy scale.
+  assert trials[2].values == [0.25]
+  assert 1e5 < trials[2].user_attrs['params'] < 3e6
+  assert 0.1 < trials[2].user_attrs['gflops'] < 2
+  assert lines[0].startswith('trial 1 of 3 (#0) FAIL, 0.')
+  assert '(NaN loss: NonFiniteLossError' in lines[0]
+  assert lines[2].startswith('trial 3 of 3 (#2) COMPLETE: AP 0.2500')
+  assert 'best AP 0.2500 (#2)' in lines[2] and 'ETA 0.0 min' in lines[2]
+  # Each trial trained its own candidate file with the proxy's settings.
+  backbones = [c.model['backbone'] for c in training.configs]
+  assert backbones == [os.path.join(search.output_dir, 'trials',
+                                    f'trial_{n:04d}', 'candidate.yaml')
+                       for n in range(3)]
+  assert training.configs[0].model['backbone_kwargs'][
+      'filter_size_scale'] == 0.25
+  # A rerun with the budget spent trains nothing.
+  search.run(3, log=lines.append)
+  assert lines[-1] == "study 'spinenet_search' has 3 trials already."
+
+  summary = report.write_report(search.study, search.output_dir, top_k=2)
+  assert summary.startswith('3 trials 1 complete, 2 fail; best AP 0.2500')
+  with open(os.path.join(search.output_dir, 'trials.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [r['state'] for r in rows] == ['FAIL', 'FAIL', 'COMPLETE']
+  assert rows[1]['reason'] == 'ValueError: the candidate broke'
+  assert json.loads(rows[2]['choices']) == trials[2].params
+  # The best candidate loads as a backbone with the five endpoints.
+  best = os.path.join(search.output_dir, 'top', 'rank1.yaml')
+  backbone = build_backbone(best, (128, 128, 3), filter_size_scale=0.25)
+  assert sorted(backbone.output_specs) == ['3', '4', '5', '6', '7']
+  specs = search.space.decode(trials[2].params)
+  assert search.space.decode(search.space.encode(specs)) == specs
+  for name in ('top/rank1.png', 'top/top.csv', 'pareto.png'):
+    assert os.path.getsize(os.path.join(search.output_dir, name)) > 0
+  assert not os.path.exists(os.path.join(search.output_dir, 'top',
+                                         'rank2.yaml'))
+
+
+def _fake_measure(gflops_by_call):
+  calls = iter(gflops_by_call)
+  return lambda self, config: {'params': 1000, 'flops': next(calls) * 1e9,
+                               'latency_ms': float('nan')}
+
+
+def test_over_budget_candidates_are_not_trained_nor_counted(
+    tmp_path, monkeypatch):
+  search, training = _search(tmp_path, monkeypatch, [[0.1], [0.2]],
+                             measure=_fake_measure([0.5, 3.0, 0.7]),
+                             max_gflops=1.0)
+  search.run(2, log=lambda line: None)
+  trials = search.study.get_trials()
+  assert [t.state.name for t in trials] == ['COMPLETE', 'PRUNED', 'COMPLETE']
+  assert trials[1].user_attrs['prune_reason'] == (
+      'gflops 3 over the budget 1; not trained')
+  assert len(training.configs) == 2 and len(search.counted_trials()) == 2
+
+
+def test_pruner_stops_a_trial_on_its_reported_ap(tmp_path, monkeypatch):
+  # Successive halving sets its first rung from the first finished trial
+  # (min_resource 'auto'), so trial 0 runs through; trial 1 sets the bar at
+  # the rung and trial 2, far below it at its first report, is pruned.
+  good = [0.3, 0.4, 0.5]
+  search, training = _search(
+      tmp_path, monkeypatch, [good, good, [0.01, 0.02, 0.03]],
+      measure=_fake_measure([0.5] * 3), overrides=['trainer.train_steps=300'],
+      pruner='successive_halving')
+  search.run(3, log=lambda line: None)
+  trials = search.study.get_trials()
+  assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE', 'PRUNED']
+  assert trials[0].intermediate_values == {100: 0.3, 200: 0.4, 300: 0.5}
+  assert trials[2].intermediate_values == {100: 0.01}
+  assert trials[2].user_attrs['prune_reason'] == 'AP 0.0100 at step 100'
+  # Evaluated reports_per_trial (3) times over the proxy's 300 steps.
+  assert training.configs[0].trainer.eval_interval == 100
+
+
+def test_settings_that_cannot_work_are_refused(tmp_path):
+  space = SearchSpace('SpineNet-49')
+  quick = proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES], latency_runs=0)
+  folder = str(tmp_path / 's')
+  with pytest.raises(ValueError, match='prunes one-objective'):
+    engine.Search(folder, space, quick, objectives='ap,flops',
+                  pruner='median')
+  with pytest.raises(ValueError, match='needs latency_runs > 0'):
+    engine.Search(folder, space, quick, objectives='ap,latency')
+  with pytest.raises(ValueError, match='storage must be a database URL'):
+    engine.Search(folder, space, quick, storage='study.db')
+  with pytest.raises(ValueError, match='sampler'):
+    engine.Search(folder, space, quick, sampler='grid')
+  with pytest.raises(ValueError, match='model.input_size 96 must be a '
+                     'multiple of 128'):
+    proxy.Proxy(overrides=['model.input_size=96'])
+  engine.Search(folder, space, quick)  # one objective: maximize AP
+  with pytest.raises(ValueError, match='exists with directions'):
+    engine.Search(folder, space, quick, objectives='ap,flops')
+
+
+def test_two_objective_search_returns_ap_and_flops(tmp_path, monkeypatch):
+  search, _ = _search(tmp_path, monkeypatch, [[0.2], [0.3]],
+                      measure=_fake_measure([0.5, 0.9]), objectives='ap,flops')
+  search.study.sampler = engine.build_sampler('nsga2', seed=0)
+  search.run(2, log=lambda line: None)
+  assert [t.values for t in search.study.get_trials()] == [[0.2, 0.5],
+                                                          [0.3, 0.9]]
+  assert isinstance(search.study.sampler, optuna.samplers.NSGAIISampler)
+  assert report.pareto_front([(0.5, 0.2), (0.9, 0.3), (0.7, 0.1)]) == [
+      (0.5, 0.2), (0.9, 0.3)]
