@@ -81,8 +81,12 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+  import optuna
+
   from spinenet_tf.search import engine, proxy, report
   from spinenet_tf.search.space import SearchSpace
+
+  optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line
 
   if len(argv) > 1:
     raise cli.UserError(f'unexpected arguments {argv[1:]}.')

@@ -25,6 +25,7 @@ and retried once in the same folder, so it resumes from its checkpoint.
 import json
 import math
 import os
+import socket
 import statistics
 import time
 import traceback
@@ -51,6 +52,7 @@ REFERENCES = {'SpineNet-49': {'backbone': '49'},
 STUDY_FILE = 'study.db'
 CANDIDATE_FILE = 'candidate.yaml'
 OVER_BUDGET = 'over_budget'
+WORKER = f'{socket.gethostname()}:{os.getpid()}'  # on each trial it runs
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
              optuna.trial.TrialState.FAIL)
 
@@ -74,11 +76,18 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
                    if url.startswith('sqlite') else {'pool_pre_ping': True})
   with warnings.catch_warnings():  # heartbeats are 'experimental'
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-        grace_period=2 * heartbeat,
-        heartbeat_stale_trial_callback=(
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+    try:
+      return optuna.storages.RDBStorage(
+          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+          grace_period=2 * heartbeat,
+          heartbeat_stale_trial_callback=(
+              optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+    except ImportError as e:
+      raise ValueError(
+          f'storage {url.split("://")[0]}://...: its database driver is not '
+          f'installed ({e.__cause__ or e}); for PostgreSQL: pip install '
+          '"spinenet_tf[postgres]"; for MySQL: pip install PyMySQL and a '
+          'mysql+pymysql:// URL.') from e
 
 
 def build_sampler(name, seed=None, startup_trials=10):
@@ -105,11 +114,15 @@ def _reason(error):
   return f'{type(error).__name__}: {lines[0][:500]}'
 
 
-def counted(trial):
-  """Whether a trial uses the trial budget: all but waiting ones and the
-  candidates refused, untrained, for the FLOPs / latency budget."""
-  return (trial.state != optuna.trial.TrialState.WAITING
-          and not trial.user_attrs.get(OVER_BUDGET))
+def counted(trials):
+  """The trials that use the trial budget: all but waiting ones, the
+  candidates refused, untrained, for the FLOPs / latency budget, and the
+  trials of dead workers that were retried (their retry counts)."""
+  retried = {t.system_attrs['failed_trial'] for t in trials
+             if 'failed_trial' in t.system_attrs}
+  return [t for t in trials
+          if t.state != optuna.trial.TrialState.WAITING
+          and not t.user_attrs.get(OVER_BUDGET) and t.number not in retried]
 
 
 class Search:
@@ -184,6 +197,7 @@ class Search:
   def objective(self, trial):
     """Draws, measures, trains and scores one candidate."""
     keras.backend.clear_session()
+    trial.set_user_attr('worker', WORKER)
     choices = {name: trial.suggest_int(name, 0, n - 1)
                for name, n in self.space.parameters()}
     try:
@@ -263,7 +277,7 @@ class Search:
   # The loop.
 
   def counted_trials(self):
-    return [t for t in self.study.get_trials(deepcopy=False) if counted(t)]
+    return counted(self.study.get_trials(deepcopy=False))
 
   def run(self, n_trials, log=print, on_trial=None):
     """Runs trials until the study has `n_trials` counted trials (see

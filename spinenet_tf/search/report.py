@@ -19,7 +19,10 @@ import optuna
 from spinenet_tf.io_utils import atomic_write
 
 COLUMNS = ('number', 'state', 'AP', 'AP50', 'gflops', 'params', 'latency_ms',
-           'seconds', 'reason', 'specs_file', 'retry_of', 'choices')
+           'seconds', 'reason', 'worker', 'specs_file', 'retry_of', 'choices')
+# A failed trial without a recorded reason: its worker stopped (SIGKILL,
+# Ctrl-C, lost machine) and the heartbeat check or Optuna failed it.
+NO_REASON = 'its worker stopped mid-trial'
 
 
 def trial_row(trial):
@@ -29,7 +32,9 @@ def trial_row(trial):
       'trial_dir' in attrs) else ''
   return {'number': trial.number, 'state': trial.state.name,
           **{key: attrs.get(key, '') for key in COLUMNS[2:8]},
-          'reason': attrs.get('fail_reason') or attrs.get('prune_reason', ''),
+          'reason': (attrs.get('fail_reason') or attrs.get('prune_reason')
+                     or (NO_REASON if trial.state.name == 'FAIL' else '')),
+          'worker': attrs.get('worker', ''),
           'specs_file': specs,
           'retry_of': trial.system_attrs.get('failed_trial', ''),
           'choices': json.dumps(trial.params, sort_keys=True)}

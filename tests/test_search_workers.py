@@ -1,0 +1,193 @@
+"""The search as users run it on many machines: scripts/search.py started
+once per worker, all on one Optuna study, real (tiny, --quick) training.
+
+- SQLite: 2 workers share a 3-trial study in one folder; one is killed
+  with SIGKILL in mid-trial and started again. Its trial ends FAIL (no
+  heartbeat), is retried once in the same folder, and the study ends with
+  3 complete trials, a Pareto plot and the best candidate as a spec file.
+- PostgreSQL: a server this test starts on localhost (Debian's postgresql,
+  installed by scripts/test.sh) holds a 2-trial study that 2 workers share;
+  each worker completes one trial.
+"""
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import optuna
+import pytest
+
+from spinenet_tf.models.backbone import build_backbone
+from spinenet_tf.search import engine, report
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+TIMEOUT = 1200  # a quick trial is ~90 s alone on 2 cores, ~3 min shared
+
+
+def start_worker(output_dir, data_dir, log_path, seed, storage=None,
+                 n_trials=3):
+  command = [sys.executable, os.path.join(ROOT, 'scripts', 'search.py'),
+             f'--output_dir={output_dir}', f'--data_dir={data_dir}',
+             f'--n_trials={n_trials}', '--quick', '--sampler=random',
+             f'--seed={seed}', '--latency_runs=0', '--heartbeat_seconds=2',
+             '--top_k=1']
+  if storage:
+    command.append(f'--storage={storage}')
+  with open(log_path, 'a') as log:
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=ROOT)
+
+
+def wait_for(condition, what, timeout=TIMEOUT):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = condition()
+    if value:
+      return value
+    time.sleep(1)
+  raise AssertionError(f'timed out waiting for {what}')
+
+
+def finish(workers, logs):
+  """Waits for every worker; asserts each exited 0 (the logs on failure)."""
+  try:
+    for worker in workers:
+      worker.wait(timeout=TIMEOUT)
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+  for worker, log in zip(workers, logs):
+    with open(log) as f:
+      assert worker.returncode == 0, f.read()[-4000:]
+
+
+def load_trials(storage):
+  return optuna.load_study(study_name='spinenet_search',
+                           storage=storage).get_trials()
+
+
+def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
+  output_dir, data_dir = str(tmp_path / 'search'), str(tmp_path / 'data')
+  os.makedirs(output_dir)
+  storage = f'sqlite:///{output_dir}/study.db'
+  logs = [str(tmp_path / 'worker_a.log'), str(tmp_path / 'worker_b.log')]
+  victim = start_worker(output_dir, data_dir, logs[0], seed=0)
+  other = start_worker(output_dir, data_dir, logs[1], seed=100)
+
+  def victim_trial_training():
+    if not os.path.exists(f'{output_dir}/study.db'):
+      return None
+    for trial in load_trials(storage):
+      run_dir = os.path.join(output_dir, trial.user_attrs.get('trial_dir', '-'))
+      if (trial.state.name == 'RUNNING'
+          and trial.user_attrs.get('worker', '').endswith(f':{victim.pid}')
+          and os.path.isdir(os.path.join(run_dir, 'train'))):
+        return trial
+    return None
+
+  try:
+    killed = wait_for(victim_trial_training, "worker A's trial training")
+  except AssertionError:
+    victim.kill()
+    other.kill()
+    raise
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  restarted = start_worker(output_dir, data_dir, logs[0], seed=200)
+  finish([other, restarted], logs)
+
+  trials = {t.number: t for t in load_trials(storage)}
+  dead = trials[killed.number]
+  assert dead.state.name == 'FAIL'
+  retries = [t for t in trials.values()
+             if t.system_attrs.get('failed_trial') == killed.number]
+  assert len(retries) == 1, trials
+  retry = retries[0]
+  assert retry.state.name == 'COMPLETE'
+  assert retry.params == dead.params
+  assert retry.user_attrs['trial_dir'] == dead.user_attrs['trial_dir']
+  complete = [t for t in trials.values() if t.state.name == 'COMPLETE']
+  assert len(complete) == 3 and len(trials) == 4
+  assert all(0 <= t.values[0] <= 1 for t in complete)
+  assert len({t.user_attrs['worker'] for t in complete}) >= 2
+  # The folder's outputs, written by the last worker to stop.
+  with open(os.path.join(output_dir, 'trials.csv')) as f:
+    rows = f.read().splitlines()
+  assert len(rows) == 1 + 4
+  dead_row = report.trial_row(dead)
+  assert dead_row['reason'] == report.NO_REASON
+  assert report.trial_row(retry)['retry_of'] == killed.number
+  best = os.path.join(output_dir, 'top', 'rank1.yaml')
+  backbone = build_backbone(best, (128, 128, 3), filter_size_scale=0.25)
+  assert sorted(backbone.output_specs) == ['3', '4', '5', '6', '7']
+  assert os.path.getsize(os.path.join(output_dir, 'pareto.png')) > 0
+  assert len(engine.counted(list(trials.values()))) == 3
+
+
+def _postgres_bin():
+  found = shutil.which('initdb')
+  if found:
+    return os.path.dirname(found)
+  versions = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+  return os.path.dirname(versions[-1]) if versions else None
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_url():
+  """A PostgreSQL server on a free localhost port, trust auth, stopped and
+  removed at the end; run as the user 'postgres' when this test runs as
+  root (its folder is outside pytest's, which only root may enter)."""
+  bin_dir = _postgres_bin()
+  if bin_dir is None:
+    pytest.skip('no PostgreSQL server binaries (initdb): scripts/test.sh '
+                'installs the postgresql package')
+  as_user = []
+  if os.geteuid() == 0:
+    try:
+      pwd.getpwnam('postgres')
+    except KeyError:
+      pytest.skip('running as root and no user postgres to run the server')
+    as_user = ['runuser', '-u', 'postgres', '--']
+  data = tempfile.mkdtemp(prefix='spinenet_pg_')
+  if as_user:
+    shutil.chown(data, 'postgres', 'postgres')
+  port = _free_port()
+  ctl = as_user + [f'{bin_dir}/pg_ctl', '-D', data, '-w']
+  try:
+    subprocess.run(as_user + [f'{bin_dir}/initdb', '-D', data, '-A', 'trust',
+                              '-U', 'postgres'], check=True,
+                   capture_output=True)
+    subprocess.run(ctl + ['-l', f'{data}/server.log', '-o',
+                          f'-p {port} -k {data} -c listen_addresses=localhost',
+                          'start'], check=True, capture_output=True)
+    yield f'postgresql://postgres@localhost:{port}/postgres'
+  finally:
+    subprocess.run(ctl + ['-m', 'fast', 'stop'], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
+  output_dir, data_dir = str(tmp_path / 'search'), str(tmp_path / 'data')
+  logs = [str(tmp_path / f'worker_{i}.log') for i in range(2)]
+  workers = [start_worker(output_dir, data_dir, log, seed=100 * i,
+                          storage=postgres_url, n_trials=2)
+             for i, log in enumerate(logs)]
+  finish(workers, logs)
+  trials = load_trials(postgres_url)
+  assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE']
+  assert {t.user_attrs['worker'].split(':')[1] for t in trials} == {
+      str(w.pid) for w in workers}
+  assert not os.path.exists(os.path.join(output_dir, 'study.db'))
