@@ -40,8 +40,10 @@ flags.DEFINE_bool('adjust_levels', True, 'Search a level offset in {-1, 0, '
                   '1, 2} per intermediate block.')
 flags.DEFINE_bool('adjust_block_types', True, 'Search bottleneck or '
                   'residual per block.')
-flags.DEFINE_enum('sampler', 'tpe', ['tpe', 'random', 'nsga2'],
-                  'The Optuna sampler.')
+flags.DEFINE_enum('sampler', 'tpe', ['tpe', 'random', 'nsga2', 'rl'],
+                  "The Optuna sampler; 'rl': the paper's RNN controller "
+                  '(REINFORCE), its state in <output_dir>/controller_'
+                  '<study_name>.npz.')
 flags.DEFINE_enum('objectives', 'ap', ['ap', 'ap,flops', 'ap,latency'],
                   'What the study optimizes (AP up; FLOPs or latency down).')
 flags.DEFINE_enum('pruner', 'none', ['none', 'median', 'successive_halving',
@@ -56,8 +58,9 @@ flags.DEFINE_integer('latency_runs', 5, 'Timed forward passes per candidate '
                      '(0: no latency).', lower_bound=0)
 flags.DEFINE_integer('seed', None, 'Sampler seed (offset by the trials '
                      'already in the study).')
-flags.DEFINE_integer('startup_trials', 10, 'Random trials before TPE '
-                     'models the results.', lower_bound=0)
+flags.DEFINE_integer('startup_trials', None, 'Random trials before TPE '
+                     'models the results (TPE only; default 10).',
+                     lower_bound=0)
 flags.DEFINE_integer('heartbeat_seconds', 60, 'Heartbeat of running trials '
                      '(database storages); a trial silent for twice this '
                      'is failed and retried.', lower_bound=1)

@@ -191,3 +191,28 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
   assert {t.user_attrs['worker'].split(':')[1] for t in trials} == {
       str(w.pid) for w in workers}
   assert not os.path.exists(os.path.join(output_dir, 'study.db'))
+
+
+@pytest.mark.parametrize('args, expected', [
+    ([], 'error: --output_dir is required.'),
+    (['--storage=study.db'], "error: storage must be a database URL "
+     "(sqlite:///..., postgresql://...) or journal:<file>, got 'study.db'."),
+    (['--storage=postgresql://me:secret@localhost:1/db'],
+     'error: storage postgresql://me:***@localhost:1/db: cannot open it: '),
+    (['--sampler=rl', '--objectives=ap,flops'],
+     "error: sampler 'rl' rewards AP only; objectives is 'ap,flops' (use "
+     'nsga2).'),
+    (['--sampler=random', '--startup_trials=3'],
+     "error: startup_trials is a TPE setting; sampler is 'random'."),
+])
+def test_a_bad_search_command_is_one_error_line(tmp_path, args, expected):
+  if args:
+    args = [f'--output_dir={tmp_path}', *args]
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'scripts', 'search.py'), *args],
+      capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert result.returncode != 0 and 'Traceback' not in result.stderr, (
+      result.stderr[-3000:])
+  last = result.stderr.rstrip().splitlines()[-1]
+  assert last.startswith(expected), result.stderr[-3000:]
+  assert 'secret' not in result.stderr

@@ -33,14 +33,16 @@ import warnings
 
 import keras
 import optuna
+import sqlalchemy
 
 from spinenet_tf import checks, permutation_study
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.io_utils import atomic_write
+from spinenet_tf.search import controller
 from spinenet_tf.search import proxy as proxy_lib
 from spinenet_tf.training.trainer import NonFiniteLossError
 
-SAMPLERS = ('tpe', 'random', 'nsga2')
+SAMPLERS = ('tpe', 'random', 'nsga2', 'rl')
 PRUNERS = ('none', 'median', 'successive_halving', 'hyperband')
 # objectives flag -> the trial's measured values it optimizes, in order.
 OBJECTIVES = {'ap': ('AP',), 'ap,flops': ('AP', 'gflops'),
@@ -88,17 +90,42 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
           f'installed ({e.__cause__ or e}); for PostgreSQL: pip install '
           '"spinenet_tf[postgres]"; for MySQL: pip install PyMySQL and a '
           'mysql+pymysql:// URL.') from e
+    except sqlalchemy.exc.SQLAlchemyError as e:
+      shown = sqlalchemy.engine.make_url(url).render_as_string(
+          hide_password=True)
+      raise ValueError(f'storage {shown}: cannot open it: '
+                       f'{str(e.orig if hasattr(e, "orig") else e)}') from e
 
 
-def build_sampler(name, seed=None, startup_trials=10):
-  checks.choice('sampler', name, SAMPLERS)
+def build_sampler(name, seed=None, startup_trials=None):
+  """An Optuna sampler by name ('rl' is built by `Search`, which knows the
+  space); `startup_trials` is TPE's (default 10)."""
+  checks.choice('sampler', name, SAMPLERS[:3])
+  if startup_trials is not None and name != 'tpe':
+    raise ValueError(f'startup_trials is a TPE setting; sampler is {name!r}.')
   if name == 'random':
     return optuna.samplers.RandomSampler(seed=seed)
   if name == 'tpe':
     return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=checks.integer('startup_trials',
-                                                   startup_trials, 0))
+        seed=seed, n_startup_trials=10 if startup_trials is None else
+        checks.integer('startup_trials', startup_trials, 0))
   return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def controller_reward(trial):
+  """The RL controller's reward for a finished trial: its AP; for one the
+  pruner stopped, the last AP it reported; 0 for a candidate over the
+  FLOPs / latency budget or a NaN loss; None (no update) for other
+  failures, which say nothing about the architecture."""
+  state, attrs = trial.state, trial.user_attrs
+  if state == optuna.trial.TrialState.COMPLETE:
+    return trial.values[0]
+  if attrs.get(OVER_BUDGET) or attrs.get('fail_reason', '').startswith(
+      'NaN loss'):
+    return 0.0
+  if state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+    return trial.intermediate_values[max(trial.intermediate_values)]
+  return None
 
 
 def build_pruner(name):
@@ -132,7 +159,9 @@ class Search:
     output_dir: the search folder (trials/, study.db, reports).
     space: a `SearchSpace`.
     proxy: a `proxy.Proxy`.
-    sampler: 'tpe', 'random' or 'nsga2'.
+    sampler: 'tpe', 'random', 'nsga2' or 'rl' (the paper's RNN controller,
+      `controller.ControllerSampler`; its state in
+      controller_<study_name>.npz; AP only).
     objectives: 'ap', 'ap,flops' or 'ap,latency'.
     storage: an Optuna storage URL; None for output_dir/study.db.
     study_name: the study (created by the first worker, then shared).
@@ -147,10 +176,14 @@ class Search:
   def __init__(self, output_dir, space, proxy, sampler='tpe', objectives='ap',
                storage=None, study_name='spinenet_search', pruner='none',
                reports_per_trial=3, max_gflops=None, max_latency_ms=None,
-               seed=None, startup_trials=10, heartbeat_seconds=60):
+               seed=None, startup_trials=None, heartbeat_seconds=60):
     self.output_dir, self.space, self.proxy = output_dir, space, proxy
+    checks.choice('sampler', sampler, SAMPLERS)
     self.objectives = OBJECTIVES[checks.choice('objectives', objectives,
                                                tuple(OBJECTIVES))]
+    if sampler == 'rl' and len(self.objectives) > 1:
+      raise ValueError(f"sampler 'rl' rewards AP only; objectives is "
+                       f'{objectives!r} (use nsga2).')
     if pruner != 'none' and len(self.objectives) > 1:
       raise ValueError(f'pruner {pruner!r}: Optuna prunes one-objective '
                        f'searches only; objectives is {objectives!r}.')
@@ -182,8 +215,16 @@ class Search:
                        f'{[d.name.lower() for d in study.directions]}, not '
                        f'{directions} (objectives {self.objectives}).')
     offset = len(study.get_trials(deepcopy=False))
-    study.sampler = build_sampler(
-        sampler, None if seed is None else seed + offset, startup_trials)
+    worker_seed = None if seed is None else seed + offset
+    if sampler == 'rl':
+      if startup_trials is not None:
+        raise ValueError("startup_trials is a TPE setting; sampler is 'rl'.")
+      study.sampler = controller.ControllerSampler(
+          self.space.parameters(), controller_reward,
+          os.path.join(self.output_dir, f'controller_{self.study_name}.npz'),
+          seed=worker_seed, policy_seed=seed or 0)
+    else:
+      study.sampler = build_sampler(sampler, worker_seed, startup_trials)
     return study
 
   # The trial.
