@@ -6,6 +6,17 @@ cd "$(dirname "$0")/.."
 EXTRAS=test source scripts/lib/venv.sh
 # JAX backend test: the CPU wheel is small enough for CI; failure to install only skips that test.
 "$VENV/bin/python" -m pip install -q "jax[cpu]" || echo "== jax not installed: the JAX backend test will be skipped"
+# The multi-machine search test starts its own PostgreSQL server (Debian's package).
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing postgresql (server for the multi-worker search test)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q postgresql || { apt-get update -q && apt-get install -y -q postgresql; }; } >/dev/null \
+      || echo "== postgresql not installed: its test will be skipped (the skip says so)"
+  else
+    echo "== no PostgreSQL and not root: the PostgreSQL search test will be skipped"
+  fi
+fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export PYTHONHASHSEED=0
 echo "== running tests"

@@ -27,7 +27,7 @@ from spinenet_tf.models.backbone import build_backbone
 from spinenet_tf.search import engine, report
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-TIMEOUT = 1200  # a quick trial is ~90 s alone on 2 cores, ~3 min shared
+TIMEOUT = 900  # a quick trial: ~90 s alone on 2 cores, ~3 min shared
 
 
 def start_worker(output_dir, data_dir, log_path, seed, storage=None,

@@ -79,11 +79,7 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
   with warnings.catch_warnings():  # heartbeats are 'experimental'
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
     try:
-      return optuna.storages.RDBStorage(
-          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-          grace_period=2 * heartbeat,
-          heartbeat_stale_trial_callback=(
-              optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+      return _rdb_storage(url, engine_kwargs, heartbeat)
     except ImportError as e:
       raise ValueError(
           f'storage {url.split("://")[0]}://...: its database driver is not '
@@ -95,6 +91,22 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
           hide_password=True)
       raise ValueError(f'storage {shown}: cannot open it: '
                        f'{str(e.orig if hasattr(e, "orig") else e)}') from e
+
+
+def _rdb_storage(url, engine_kwargs, heartbeat, attempts=3):
+  """RDBStorage, tried again after a database error: workers that start
+  together race to create the schema, and all but one fail once."""
+  for attempt in range(attempts):
+    try:
+      return optuna.storages.RDBStorage(
+          url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+          grace_period=2 * heartbeat,
+          heartbeat_stale_trial_callback=(
+              optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+    except sqlalchemy.exc.SQLAlchemyError:
+      if attempt == attempts - 1:
+        raise
+      time.sleep(1 + attempt)
 
 
 def build_sampler(name, seed=None, startup_trials=None):
