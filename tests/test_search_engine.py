@@ -169,3 +169,25 @@ def test_two_objective_search_returns_ap_and_flops(tmp_path, monkeypatch):
   assert isinstance(search.study.sampler, optuna.samplers.NSGAIISampler)
   assert report.pareto_front([(0.5, 0.2), (0.9, 0.3), (0.7, 0.1)]) == [
       (0.5, 0.2), (0.9, 0.3)]
+
+
+def test_references_train_once_under_the_proxy_then_are_read_back(
+    tmp_path, monkeypatch):
+  search, training = _search(tmp_path, monkeypatch, [[0.31], [0.12]],
+                             measure=_fake_measure([0.46, 0.48]))
+  spinenet = search.reference('SpineNet-49')
+  baseline = search.reference('R50-FPN')
+  assert (spinenet['AP'], spinenet['gflops']) == (0.31, 0.46)
+  assert (baseline['AP'], baseline['gflops']) == (0.12, 0.48)
+  first, second = training.configs
+  assert first.model['backbone'] == '49'
+  assert second.model['backbone'] == 'resnet50'
+  assert second.model['decoder'] == 'fpn'
+  assert second.model['backbone_kwargs'] == {'depth_multiplier': 0.25}
+  # Both at the proxy's scale, and cached: asking again trains nothing.
+  assert second.model['input_size'] == first.model['input_size'] == 128
+  again = search.reference('SpineNet-49')
+  assert again['AP'] == 0.31 and again['params'] == spinenet['params']
+  assert len(training.configs) == 2
+  with pytest.raises(ValueError, match='reference'):
+    search.reference('SpineNet-96')

@@ -324,6 +324,7 @@ class Search:
     result = {'name': name, 'AP': metrics['AP'], 'AP50': metrics['AP50'],
               'gflops': size['flops'] / 1e9, 'params': size['params'],
               'latency_ms': size['latency_ms'], 'seconds': metrics['seconds']}
+    os.makedirs(run_dir, exist_ok=True)
     atomic_write(path, json.dumps(result, indent=2))
     return result
 
