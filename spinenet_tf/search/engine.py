@@ -40,6 +40,7 @@ from spinenet_tf import specs as specs_lib
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.search import controller
 from spinenet_tf.search import proxy as proxy_lib
+from spinenet_tf.search import report
 from spinenet_tf.training.trainer import NonFiniteLossError
 
 SAMPLERS = ('tpe', 'random', 'nsga2', 'rl')
@@ -52,11 +53,8 @@ DIRECTIONS = {'AP': 'maximize', 'gflops': 'minimize', 'latency_ms': 'minimize'}
 REFERENCES = {'SpineNet-49': {'backbone': '49'},
               'R50-FPN': permutation_study.ARCHITECTURES['a'].model}
 STUDY_FILE = 'study.db'
-CANDIDATE_FILE = 'candidate.yaml'
 OVER_BUDGET = 'over_budget'
 WORKER = f'{socket.gethostname()}:{os.getpid()}'  # on each trial it runs
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-             optuna.trial.TrialState.FAIL)
 
 
 def open_storage(url, output_dir, heartbeat_seconds=60):
@@ -269,7 +267,7 @@ class Search:
     run_dir = self.trial_dir(trial)
     os.makedirs(run_dir, exist_ok=True)
     path = specs_lib.write_specs_yaml(
-        block_specs, os.path.join(run_dir, CANDIDATE_FILE))
+        block_specs, os.path.join(run_dir, report.CANDIDATE_FILE))
     config = self.proxy.config(path, self._sections())
     size = self.proxy.measure(config)
     measured = {'params': size['params'], 'gflops': size['flops'] / 1e9,
@@ -355,7 +353,7 @@ class Search:
   def progress_line(self, trial, n_trials, elapsed):
     """'trial 3 of 30 (#2) COMPLETE: AP ... | best ... | ETA ...'."""
     trials = self.counted_trials()
-    done = [t for t in trials if t.state in _FINISHED]
+    done = [t for t in trials if t.state.is_finished()]
     text = f'trial {len(done)} of {n_trials} (#{trial.number}) ' + (
         f'{trial.state.name}')
     attrs = trial.user_attrs

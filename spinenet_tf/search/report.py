@@ -18,6 +18,7 @@ import optuna
 
 from spinenet_tf.io_utils import atomic_write
 
+CANDIDATE_FILE = 'candidate.yaml'  # in each trial's folder
 COLUMNS = ('number', 'state', 'AP', 'AP50', 'gflops', 'params', 'latency_ms',
            'seconds', 'reason', 'worker', 'specs_file', 'retry_of', 'choices')
 # A failed trial without a recorded reason: its worker stopped (SIGKILL,
@@ -28,7 +29,7 @@ NO_REASON = 'its worker stopped mid-trial'
 def trial_row(trial):
   """The trials.csv row of a FrozenTrial."""
   attrs = trial.user_attrs
-  specs = os.path.join(attrs['trial_dir'], 'candidate.yaml') if (
+  specs = os.path.join(attrs['trial_dir'], CANDIDATE_FILE) if (
       'trial_dir' in attrs) else ''
   return {'number': trial.number, 'state': trial.state.name,
           **{key: attrs.get(key, '') for key in COLUMNS[2:8]},
