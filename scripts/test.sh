@@ -19,5 +19,6 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export PYTHONHASHSEED=0
+export PYTHONUNBUFFERED=1  # progress and slow-test lines reach a CI log as they happen
 echo "== running tests"
 exec "$VENV/bin/python" -m pytest "$@"

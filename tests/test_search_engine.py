@@ -6,6 +6,7 @@ budget; pruning stops a trial on its reported AP; the outputs load."""
 import csv
 import json
 import os
+import time
 
 import optuna
 import pytest
@@ -191,3 +192,20 @@ def test_references_train_once_under_the_proxy_then_are_read_back(
   assert len(training.configs) == 2
   with pytest.raises(ValueError, match='reference'):
     search.reference('SpineNet-96')
+
+
+def test_a_worker_started_after_a_kill_fails_the_dead_trial_first(
+    tmp_path, monkeypatch):
+  # A dead worker's trial: RUNNING, its last heartbeat older than the grace
+  # period (2 heartbeats). A worker starting now must not count it as
+  # running (it would stop with the budget short); it fails it, and the
+  # retry is queued and run here.
+  search, _ = _search(tmp_path, monkeypatch, [[0.5]], heartbeat_seconds=1)
+  dead = search.study.ask()
+  search.storage.record_heartbeat(dead._trial_id)
+  time.sleep(3.5)  # SQLite keeps whole seconds: 3 > the 2 s grace
+  search.run(1, log=lambda line: None)
+  trials = search.study.get_trials()
+  assert [t.state.name for t in trials] == ['FAIL', 'COMPLETE']
+  assert trials[1].system_attrs['failed_trial'] == dead.number
+  assert [t.number for t in engine.counted(trials)] == [1]

@@ -27,7 +27,10 @@ from spinenet_tf.models.backbone import build_backbone
 from spinenet_tf.search import engine, report
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-TIMEOUT = 900  # a quick trial: ~90 s alone on 2 cores, ~3 min shared
+# A whole test's time for its workers, under pytest's --timeout=1200 (a
+# quick trial: ~70 s alone on 2 cores, ~3 min shared), so that a stuck
+# worker fails with the logs rather than pytest's timeout.
+TEST_SECONDS = 1000
 
 
 def start_worker(output_dir, data_dir, log_path, seed, storage=None,
@@ -44,8 +47,7 @@ def start_worker(output_dir, data_dir, log_path, seed, storage=None,
                             cwd=ROOT)
 
 
-def wait_for(condition, what, timeout=TIMEOUT):
-  deadline = time.time() + timeout
+def wait_for(condition, what, deadline):
   while time.time() < deadline:
     value = condition()
     if value:
@@ -54,16 +56,18 @@ def wait_for(condition, what, timeout=TIMEOUT):
   raise AssertionError(f'timed out waiting for {what}')
 
 
-def finish(workers, logs):
-  """Waits for every worker; asserts each exited 0 (the logs on failure)."""
-  try:
-    for worker in workers:
-      worker.wait(timeout=TIMEOUT)
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
+def finish(workers, logs, deadline):
+  """Waits for every worker until `deadline`; asserts each exited 0 (the
+  end of its log otherwise)."""
+  for worker in workers:
+    try:
+      worker.wait(timeout=max(1, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+      pass
   for worker, log in zip(workers, logs):
+    if worker.poll() is None:
+      worker.kill()
+      worker.wait()
     with open(log) as f:
       assert worker.returncode == 0, f.read()[-4000:]
 
@@ -78,6 +82,7 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   os.makedirs(output_dir)
   storage = f'sqlite:///{output_dir}/study.db'
   logs = [str(tmp_path / 'worker_a.log'), str(tmp_path / 'worker_b.log')]
+  deadline = time.time() + TEST_SECONDS
   victim = start_worker(output_dir, data_dir, logs[0], seed=0)
   other = start_worker(output_dir, data_dir, logs[1], seed=100)
 
@@ -93,7 +98,8 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
     return None
 
   try:
-    killed = wait_for(victim_trial_training, "worker A's trial training")
+    killed = wait_for(victim_trial_training, "worker A's trial training",
+                      deadline)
   except AssertionError:
     victim.kill()
     other.kill()
@@ -101,7 +107,7 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   victim.send_signal(signal.SIGKILL)
   victim.wait()
   restarted = start_worker(output_dir, data_dir, logs[0], seed=200)
-  finish([other, restarted], logs)
+  finish([other, restarted], logs, deadline)
 
   trials = {t.number: t for t in load_trials(storage)}
   dead = trials[killed.number]
@@ -182,10 +188,11 @@ def postgres_url():
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
   output_dir, data_dir = str(tmp_path / 'search'), str(tmp_path / 'data')
   logs = [str(tmp_path / f'worker_{i}.log') for i in range(2)]
+  deadline = time.time() + TEST_SECONDS
   workers = [start_worker(output_dir, data_dir, log, seed=100 * i,
                           storage=postgres_url, n_trials=2)
              for i, log in enumerate(logs)]
-  finish(workers, logs)
+  finish(workers, logs, deadline)
   trials = load_trials(postgres_url)
   assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE']
   assert {t.user_attrs['worker'].split(':')[1] for t in trials} == {

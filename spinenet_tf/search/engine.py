@@ -329,6 +329,12 @@ class Search:
   # The loop.
 
   def counted_trials(self):
+    """`counted` after failing (and queueing the retry of) the trials of
+    dead workers: a worker started after a kill, while the others are
+    busy, would count the dead trial as running and stop short."""
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+      optuna.storages.fail_stale_trials(self.study)
     return counted(self.study.get_trials(deepcopy=False))
 
   def run(self, n_trials, log=print, on_trial=None):
