@@ -41,6 +41,7 @@ from absl import flags, logging  # noqa: E402
 from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
+from spinenet_tf.models import factory  # noqa: E402
 from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
 from spinenet_tf.export.saved_model import export_saved_model  # noqa: E402
 from spinenet_tf.export.tflite import (convert_to_tflite,  # noqa: E402
@@ -77,7 +78,7 @@ def load_model():
   name the flag and file."""
   config = model_config.load_config(FLAGS.config_file)
   try:
-    model = model_config.build_model_from_config(config)
+    model = factory.build_model_from_config(config)
   except (TypeError, ValueError) as e:
     raise cli.UserError(f'--config_file {FLAGS.config_file}: model: {e}'
                         ) from e

@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  from spinenet_tf import permutation_study as study_lib
+  from spinenet_tf.search import permutation_study as study_lib
 
   if len(argv) > 1:
     raise cli.UserError(f'unexpected arguments {argv[1:]}.')

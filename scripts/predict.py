@@ -41,6 +41,7 @@ from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
                                              write_results_json)
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
+from spinenet_tf.models import factory  # noqa: E402
 from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
                                             decode_image)
 from spinenet_tf.viz.boxes import draw_detections  # noqa: E402
@@ -114,7 +115,7 @@ def load_predictor():
     run = lambda encoded: function(image_bytes=encoded)  # noqa: E731
     is_detector = 'boxes' in function.structured_outputs
   else:
-    model = model_config.build_model_from_config(
+    model = factory.build_model_from_config(
         model_config.load_config(FLAGS.config_file))
     load_checkpoint(model, FLAGS.checkpoint)
     module = ServingModule(model)

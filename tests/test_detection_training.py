@@ -13,7 +13,7 @@ import tensorflow as tf
 import spinenet_tf
 from spinenet_tf.data import synthetic_shapes
 from spinenet_tf.data.detection_input import build_detection_dataset
-from spinenet_tf.detection.evaluate import evaluate_detector
+from spinenet_tf.training.detection_eval import evaluate_detector
 
 SIZE, STEPS = 128, 300
 

@@ -15,6 +15,7 @@ import yaml
 
 from spinenet_tf.checkpoints import load_checkpoint, untracked_variables
 from spinenet_tf.export import model_config
+from spinenet_tf.models import factory
 from spinenet_tf.export.fold_batchnorm import (FoldedConv, fold_batchnorm,
                                                max_abs_difference)
 from spinenet_tf.export.saved_model import (ServingModule,
@@ -347,11 +348,11 @@ def _config(task='detection', **model):
 
 
 def test_build_model_from_config():
-  detector = model_config.build_model_from_config(
+  detector = factory.build_model_from_config(
       _config(num_convs=1, num_filters=8, input_size=[128, 256]))
   assert detector.image_shape == (128, 256, 3)
   assert detector.head.num_convs == 1
-  classifier = model_config.build_model_from_config(
+  classifier = factory.build_model_from_config(
       _config('classification', dropout_rate=0.1))
   assert classifier.output.shape == (None, 3)
 
@@ -373,16 +374,16 @@ def test_bad_configs_name_the_file(tmp_path, config, message):
 
 def test_bad_input_size():
   with pytest.raises(ValueError, match='input_size'):
-    model_config.build_model_from_config(_config(input_size=[128]))
+    factory.build_model_from_config(_config(input_size=[128]))
 
 
 def test_load_checkpoint_weights_h5_and_tf_checkpoint(tmp_path):
   config = _config('classification', backbone='49S', num_classes=2)
-  source = randomize_weights(model_config.build_model_from_config(config))
+  source = randomize_weights(factory.build_model_from_config(config))
   source.save_weights(str(tmp_path / 'model.weights.h5'))
   tf.train.Checkpoint(model=source).save(str(tmp_path / 'ckpt' / 'ckpt'))
   for path in (tmp_path / 'model.weights.h5', tmp_path / 'ckpt'):
-    target = model_config.build_model_from_config(config)
+    target = factory.build_model_from_config(config)
     load_checkpoint(target, path)
     for a, b in zip(source.get_weights(), target.get_weights()):
       np.testing.assert_array_equal(a, b)

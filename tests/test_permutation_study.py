@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from spinenet_tf import permutation_study as study_lib
+from spinenet_tf.search import permutation_study as study_lib
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 

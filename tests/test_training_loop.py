@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from spinenet_tf.checkpoints import load_checkpoint
 from spinenet_tf.export import model_config
+from spinenet_tf.models import factory
 from spinenet_tf.training.trainer import EVAL_METRICS_FILE
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -55,7 +56,7 @@ def test_train_script_checkpoints_and_resumes(tmp_path):
   assert evaluation['step'] == 6 and 'AP50' in evaluation['metrics']
 
   # What scripts/export.py does with a run: its params.yaml and checkpoint.
-  model = model_config.build_model_from_config(
+  model = factory.build_model_from_config(
       model_config.load_config(model_dir / 'params.yaml'))
   load_checkpoint(model, model_dir)
   saved = tf.train.load_checkpoint(str(model_dir))

@@ -1,35 +1,22 @@
-"""A model from a small config dict (or YAML file), and its weights.
+"""A model config read from a YAML file, as export and predict take it.
 
     config = load_config('retinanet.yaml')
-    model = build_model_from_config(config)
+    model = build_model_from_config(config)   # spinenet_tf.models.factory
     load_checkpoint(model, 'model.weights.h5')   # spinenet_tf.checkpoints
 
-The config (a training experiment file, e.g. a run's params.yaml, works too:
-its other sections are ignored):
-
-    task: detection          # or classification
-    model:
-      backbone: '49'         # a build_backbone model id or a block-spec YAML
-      input_size: 640        # or [height, width]; sides divisible by 128
-      num_classes: 91        # detection: background slot 0 included
-      # Any other keyword of build_retinanet (min_level, max_level,
-      # num_convs, num_filters, activation, score_threshold,
-      # max_detections, backbone_kwargs, ...) or of build_classifier
-      # (level, dropout_rate, head, activation, ...).
+The file holds the task and model sections of `models.factory`'s layout;
+a training experiment file (configs/*.yaml, a run's params.yaml) works
+too: its other sections are ignored.
 """
 
 import dataclasses
-import os
 
 import tensorflow as tf
 import yaml
 
-from spinenet_tf.models.classifier import build_classifier
-from spinenet_tf.models.retinanet import build_retinanet
+from spinenet_tf.models.factory import check_config
 from spinenet_tf.training.config import ExperimentConfig
 
-TASKS = ('detection', 'classification')
-REQUIRED = ('backbone', 'input_size', 'num_classes')
 # Sections of a training experiment file that are not the model's.
 EXPERIMENT_SECTIONS = {f.name for f in dataclasses.fields(ExperimentConfig)
                        } - {'task', 'model'}
@@ -55,42 +42,3 @@ def load_config(path):
   except (yaml.YAMLError, ValueError) as e:
     raise ValueError(f'{path}: {e}') from e
   return config
-
-
-def check_config(config):
-  """Raises ValueError unless `config` has the layout in the module doc."""
-  if not isinstance(config, dict):
-    raise ValueError(f'the config must be a mapping, got {type(config)}.')
-  unknown = set(config) - {'task', 'model'}
-  if unknown:
-    raise ValueError(f'unknown config keys {sorted(unknown)}; expected task '
-                     'and model.')
-  if config.get('task') not in TASKS:
-    raise ValueError(f'task must be one of {list(TASKS)}, got '
-                     f'{config.get("task")!r}.')
-  model = config.get('model')
-  missing = [k for k in REQUIRED
-             if not isinstance(model, dict) or k not in model]
-  if missing:
-    raise ValueError(f'model needs {list(missing)}.')
-
-
-def _input_shape(input_size):
-  size = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
-  if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-    raise ValueError('input_size must be an int or [height, width], got '
-                     f'{input_size!r}.')
-  return (*size, 3)
-
-
-def build_model_from_config(config):
-  """A `RetinaNet` (task detection) or classifier (task classification)."""
-  check_config(config)
-  options = dict(config['model'])
-  backbone = options.pop('backbone')
-  input_shape = _input_shape(options.pop('input_size'))
-  num_classes = options.pop('num_classes')
-  if config['task'] == 'detection':
-    return build_retinanet(backbone, num_classes, input_shape, **options)
-  return build_classifier(num_classes, backbone, input_shape, **options)
-

@@ -35,10 +35,10 @@ import keras
 import optuna
 import sqlalchemy
 
-from spinenet_tf import checks, permutation_study
+from spinenet_tf import checks
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.io_utils import atomic_write
-from spinenet_tf.search import controller
+from spinenet_tf.search import controller, permutation_study
 from spinenet_tf.search import proxy as proxy_lib
 from spinenet_tf.search import report
 from spinenet_tf.training.trainer import NonFiniteLossError

@@ -21,7 +21,7 @@ import time
 import tensorflow as tf
 
 from spinenet_tf import checks, flops
-from spinenet_tf.export.model_config import build_model_from_config
+from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import strategy as strategy_lib
 from spinenet_tf.training.tasks import build_task

@@ -27,8 +27,8 @@ from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
 from spinenet_tf.layers.fpn import FPN_OPTIONS
 from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.models import classifier, resnet, retinanet
+from spinenet_tf.models.factory import TASKS
 
-TASKS = ('detection', 'classification')
 MODEL_REQUIRED = {'backbone': (str, int), 'input_size': (int, list),
                   'num_classes': (int,)}
 

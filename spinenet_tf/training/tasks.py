@@ -21,8 +21,8 @@ from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import (SYNTHETIC,
                                               build_detection_dataset)
-from spinenet_tf.detection.evaluate import evaluate_detector
-from spinenet_tf.export.model_config import build_model_from_config
+from spinenet_tf.training.detection_eval import evaluate_detector
+from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training.eval_loop import EvalRun
 from spinenet_tf.viz.boxes import draw_detections
 
