@@ -1,13 +1,19 @@
 """The handwritten digits bundled with scikit-learn: 1797 8x8 images, offline.
 
-Small real data for tests and quick comparisons. Images come out float32
+Small real data for tests and quick comparisons (scikit-learn: the
+`digits` extra). Images come out float32
 [N, size, size, 1] in [0, 1] (the raw 0..16 values over 16), labels int32.
 """
 
 import numpy as np
 import tensorflow as tf
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+
+try:
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+except ImportError as e:  # an optional extra, not a core dependency
+  raise ImportError('spinenet_tf.data.sklearn_digits needs scikit-learn: '
+                    'pip install "spinenet_tf[digits]"') from e
 
 NUM_CLASSES = 10
 
