@@ -42,8 +42,8 @@ from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.models import factory  # noqa: E402
-from spinenet_tf.export.saved_model import (ServingModule,  # noqa: E402
-                                            decode_image)
+from spinenet_tf.data.image_ops import decode_image  # noqa: E402
+from spinenet_tf.export.saved_model import ServingModule  # noqa: E402
 from spinenet_tf.viz.boxes import draw_detections  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')

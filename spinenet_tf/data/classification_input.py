@@ -39,8 +39,6 @@ DATASETS = {
     'i_naturalist2021': (10000, 'train', 'val'),
     'imagenet2012': (1000, 'train', 'validation'),
 }
-# The center crop is image_size / (image_size + 32) of the short side.
-CROP_PADDING = 32
 AREA_RANGE = (0.08, 1.0)
 ASPECT_RATIO_RANGE = (3 / 4, 4 / 3)
 # RandAugment constants of Model Garden's classification config.
@@ -78,7 +76,7 @@ def _center_window(size, image_size):
   """[y, x, h, w]: the central square of image_size / (image_size + 32) of
   the short side of an image of `size` [2]."""
   height, width = size[0], size[1]
-  fraction = image_size / (image_size + CROP_PADDING)
+  fraction = image_size / (image_size + image_ops.CROP_PADDING)
   side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32),
                  tf.int32)
   side = tf.maximum(side, 1)

@@ -5,6 +5,9 @@ import tensorflow as tf
 # ImageNet's mean and std on the 0..255 scale (Model Garden's normalisation).
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+# Classification's evaluation crop: the central S / (S + 32) of the short
+# side, for an S x S input (input pipeline and SavedModel alike).
+CROP_PADDING = 32
 _DCT_RATIOS = (1, 2, 4, 8)
 
 
@@ -26,7 +29,8 @@ def normalize_image(image):
 def decode_image(encoded):
   """Image file bytes -> uint8 [H, W, 3] (grey expanded, alpha dropped, the
   first frame of a GIF). Raises on a corrupt image."""
-  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return tf.ensure_shape(image, [None, None, 3])
 
 
 def decode_window(encoded, window_fn, scale_fn=None):

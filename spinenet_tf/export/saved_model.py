@@ -72,9 +72,6 @@ from spinenet_tf.data import image_ops
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.models.retinanet import RetinaNet
 
-MEAN_RGB = image_ops.MEAN_RGB
-STDDEV_RGB = image_ops.STDDEV_RGB
-CROP_PADDING = 32  # classification: central S / (S + 32) of the short side
 SIGNATURE_KEYS = ('serving_default', 'image_bytes', 'tf_example')
 IMAGE_KEY = 'image/encoded'
 CHANNELS = (1, 3, 4)
@@ -194,20 +191,13 @@ def center_crop_and_resize(images, size):
   """uint8 [N, h, w, 3] -> float32 [N, *size, 3]: the central square of
   S / (S + 32) of the short side, resized and normalised."""
   height, width = tf.shape(images)[1], tf.shape(images)[2]
-  fraction = size[0] / (size[0] + CROP_PADDING)
+  fraction = size[0] / (size[0] + image_ops.CROP_PADDING)
   side = tf.maximum(tf.cast(
       fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32), 1)
   top, left = (height - side + 1) // 2, (width - side + 1) // 2
   crop = images[:, top:top + side, left:left + side]
   image = normalize(tf.image.resize(crop, size))
   return tf.ensure_shape(image, [None, *size, 3])
-
-
-def decode_image(encoded):
-  """An encoded image -> uint8 [h, w, 3] (grey gets 3 channels, alpha and
-  later animation frames are dropped)."""
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  return tf.ensure_shape(image, [None, None, 3])
 
 
 def check_examples(serialized_examples):
@@ -375,7 +365,7 @@ class ServingModule(tf.Module):
         image, original, scale = decode_resize_and_pad(encoded,
                                                        self.image_size)
         return image, tf.concat([original, scale], 0)
-      image, info = self._preprocess(decode_image(encoded)[None])
+      image, info = self._preprocess(image_ops.decode_image(encoded)[None])
       return image[0], info[0]
     image, info = tf.map_fn(one, image_bytes, fn_output_signature=(
         tf.TensorSpec([*self.image_size, 3], tf.float32),
