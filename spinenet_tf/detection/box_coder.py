@@ -79,3 +79,11 @@ def pairwise_iou(boxes_a, boxes_b):
            + ops.expand_dims(box_area(boxes_b), -2) - intersection)
   return ops.where(union > 0.0, intersection / ops.maximum(union, EPSILON),
                    0.0)
+
+
+def to_original_pixels(boxes, image_info):
+  """Boxes [B, N, 4] in model-input pixels -> pixels of the original images;
+  `image_info` [B, 4, 2] as the eval parser writes it (row 2: the resize
+  scale (y, x))."""
+  scale = ops.cast(image_info[:, 2:3, :], 'float32')
+  return ops.cast(boxes, 'float32') / ops.tile(scale, (1, 1, 2))

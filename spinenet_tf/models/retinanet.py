@@ -19,7 +19,7 @@ from keras import ops
 
 from spinenet_tf import checks
 from spinenet_tf.detection import anchors as anchors_lib
-from spinenet_tf.detection import assigner, losses, postprocess
+from spinenet_tf.detection import assigner, box_coder, losses, postprocess
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
 from spinenet_tf.layers.fpn import FPN, FPN_OPTIONS
@@ -207,8 +207,8 @@ class RetinaNet(keras.Model):
     """
     detections = self.postprocess(self(images, training=False))
     if image_info is not None:
-      scale = ops.tile(ops.cast(image_info[:, 2:3, :], 'float32'), (1, 1, 2))
-      detections['boxes'] = detections['boxes'] / scale
+      detections['boxes'] = box_coder.to_original_pixels(
+          detections['boxes'], image_info)
     return detections
 
   def predict_step(self, data):

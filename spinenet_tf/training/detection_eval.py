@@ -4,20 +4,14 @@ worker detects on its share; detections and labels are gathered to the
 host, padding dropped, and the COCO metrics computed there)."""
 
 import numpy as np
-import tensorflow as tf
 
+from spinenet_tf.detection import box_coder
 from spinenet_tf.detection.coco_eval import CocoEvaluator
 from spinenet_tf.training.eval_loop import EvalRun
 
 # Labels the evaluator needs, gathered with the detections.
 LABEL_KEYS = ('source_id', 'image_info', 'boxes', 'classes', 'is_crowd',
               'areas')
-
-
-def _to_original_pixels(boxes, image_info):
-  """Boxes in model-input pixels -> pixels of the original image."""
-  scale = np.tile(image_info[:, 2:3, :], (1, 1, 2))  # [B, 1, 4] (y, x, y, x)
-  return boxes / scale
 
 
 def _detect_fn(model):
@@ -63,7 +57,8 @@ def evaluate_detector(model, dataset, evaluator=None, category_names=None,
     evaluator.update(
         dict(source_id=outputs['source_id'], height=info[:, 0, 0],
              width=info[:, 0, 1],
-             boxes=_to_original_pixels(outputs['boxes'], info),
+             boxes=np.asarray(box_coder.to_original_pixels(
+                 outputs['boxes'], info)),
              classes=outputs['classes'], is_crowd=outputs['is_crowd'],
              areas=outputs['areas']),
         detections)
