@@ -23,7 +23,7 @@ flags.DEFINE_string('architectures', 'acd', 'Letters of the architectures: '
 flags.DEFINE_integer('seeds', None, 'Runs per architecture (default 3; 2 '
                      'with --quick).', lower_bound=1)
 flags.DEFINE_string('config_file', None, 'The proxy experiment (default '
-                    'configs/permutation_study_proxy.yaml).')
+                    'spinenet_tf/configs/permutation_study_proxy.yaml).')
 flags.DEFINE_multi_string('params_override', [], 'Overrides for every run, '
                           "as train.py's.")
 flags.DEFINE_string('data_dir', None, 'The synthetic scenes (default '

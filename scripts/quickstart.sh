@@ -3,7 +3,7 @@
 # into ./.venv (created or reused), then with the project's real commands:
 #   1. writes the dataset and a few sample pictures,
 #   2. trains RetinaNet-SpineNet-Mobile-49XS (scripts/train.py, absl flags,
-#      configs/demo_retinanet_synthetic.yaml),
+#      spinenet_tf/configs/demo_retinanet_synthetic.yaml),
 #   3. evaluates it with COCO metrics (scripts/train.py --mode=eval),
 #   4. exports a SavedModel (scripts/export.py),
 #   5. runs the export on the sample pictures (scripts/predict.py),

@@ -65,8 +65,8 @@ flags.DEFINE_integer('heartbeat_seconds', 60, 'Heartbeat of running trials '
                      '(database storages); a trial silent for twice this '
                      'is failed and retried.', lower_bound=1)
 flags.DEFINE_string('proxy_config', None, 'The proxy experiment (default '
-                    'configs/search_proxy.yaml; the paper\'s: '
-                    'configs/search_proxy_paper_coco.yaml).')
+                    'spinenet_tf/configs/search_proxy.yaml; the paper\'s: '
+                    'spinenet_tf/configs/search_proxy_paper_coco.yaml).')
 flags.DEFINE_multi_string('params_override', [], 'Overrides of the proxy '
                           "experiment, as train.py's.")
 flags.DEFINE_string('data_dir', None, 'Data of the proxy (default '

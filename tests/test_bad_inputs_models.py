@@ -7,11 +7,11 @@ import re
 import pytest
 
 import spinenet_tf
-from spinenet_tf import layers
+from spinenet_tf import configs, layers
 from spinenet_tf.training import config as config_lib
 
 SMALL = (128, 128, 3)
-DEMO = 'configs/demo_retinanet_synthetic.yaml'
+DEMO = configs.path('demo_retinanet_synthetic')
 
 
 @pytest.mark.parametrize('build', [

@@ -5,7 +5,7 @@ user guide's local path run (convert a Model Garden checkpoint, fine-tune on
 TFRecords, export, predict, draw); the fine-tuning run gets a test-only
 `--params_override` that makes it 2 steps at 256 pixels, to keep CI short.
 Every other command (the demo and COCO runs, Cloud TPU, multi-worker) must
-name a script that exists, flags it defines and an experiment in configs/.
+name a script that exists, flags it defines and an experiment in spinenet_tf/configs/.
 YAML blocks whose first line is `# NAME.yaml` are written to NAME.yaml;
 `my_spinenet.yaml` is abbreviated in the README, so the test writes the full
 spec, and `my_pictures/` is a folder of the user's photos, so it makes two.
@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from spinenet_tf import specs
+from spinenet_tf import configs, specs
 from tests.reference import build_reference, save_reference_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +83,7 @@ def _check_command(command, flags_by_script):
     name, _, value = arg[2:].partition('=')
     assert name in flags_by_script[script], (script, arg)
     if name == 'experiment':
-      assert os.path.exists(os.path.join(ROOT, 'configs', value + '.yaml'))
+      assert value in configs.names(), value
 
 
 def _run(command):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spinenet_tf import configs
 from spinenet_tf.data import detection_input, synthetic_scenes, synthetic_shapes
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import tasks
@@ -178,7 +179,7 @@ def test_sample_images(tmp_path):
 
 def test_training_config_writes_and_reads_the_scenes(tmp_path):
   config = config_lib.load_experiment(
-      os.path.join(ROOT, 'configs', 'demo_retinanet_synthetic.yaml'),
+      configs.path('demo_retinanet_synthetic'),
       ['train_data.source=synthetic_scenes,eval_data.source=synthetic_scenes,'
        'train_data.synthetic_num_images=6,eval_data.synthetic_num_images=2,'
        'train_data.global_batch_size=2,train_data.max_num_instances=30,'
@@ -197,7 +198,7 @@ def test_training_config_needs_the_scenes_class_slots():
   with pytest.raises(ValueError, match='model.num_classes must be >= 13 for '
                                        "train_data.source 'synthetic_scenes'"):
     config_lib.load_experiment(
-        os.path.join(ROOT, 'configs', 'demo_retinanet_synthetic.yaml'),
+        configs.path('demo_retinanet_synthetic'),
         ['train_data.source=synthetic_scenes'])
 
 

@@ -1,14 +1,13 @@
-"""Experiment configs: YAML files in configs/ load; overrides; strict errors
+"""Experiment configs: YAML files in spinenet_tf/configs/ load; overrides; strict errors
 name the dotted key."""
-import glob
 import os
 
 import pytest
 
+from spinenet_tf import configs
 from spinenet_tf.training import config as config_lib
 
-CONFIGS = sorted(glob.glob(os.path.join(
-    os.path.dirname(__file__), '..', 'configs', '*.yaml')))
+CONFIGS = [configs.path(name) for name in configs.names()]
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
@@ -18,8 +17,7 @@ def test_shipped_configs_load(path):
 
 
 def test_overrides_dotted_yaml_and_mapping():
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs',
-                      'demo_retinanet_synthetic.yaml')
+  path = configs.path('demo_retinanet_synthetic')
   config = config_lib.load_experiment(path, [
       'trainer.train_steps=7,train_data.scale_range=[0.5, 1.5]',
       '{optimizer: {global_clipnorm: 1}, model: {num_filters: 16}}'])
@@ -74,3 +72,12 @@ def test_bad_override_and_file_name_in_error(tmp_path):
     config_lib.load_experiment(str(path))
   with pytest.raises(ValueError, match='key=value'):
     config_lib.apply_overrides({}, ['trainer.train_steps'])
+
+
+def test_shipped_experiments_are_package_data():
+  assert 'demo_retinanet_synthetic' in configs.names()
+  assert configs.path('search_proxy').endswith(
+      os.path.join('spinenet_tf', 'configs', 'search_proxy.yaml'))
+  with pytest.raises(ValueError, match="unknown experiment 'demo'; shipped "
+                     'experiments: classification_spinenet49_imagenet, '):
+    configs.path('demo')

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from spinenet_tf import configs
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import train_input
 from spinenet_tf.training.tasks import build_task
@@ -84,7 +85,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
   logs = str(tmp_path / 'log')
   # The runs share the synthetic dataset, written here once.
   config = config_lib.load_experiment(
-      os.path.join(ROOT, 'configs', 'demo_retinanet_synthetic.yaml'),
+      configs.path('demo_retinanet_synthetic'),
       [OVERRIDE])
   build_task(config, data_dir)._ensure_synthetic('synthetic', data_dir)
   procs = []

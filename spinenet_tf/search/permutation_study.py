@@ -24,13 +24,12 @@ import statistics
 
 import tensorflow as tf
 
-from spinenet_tf import checks
+from spinenet_tf import checks, configs
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.search import proxy
 from spinenet_tf.training import config as config_lib
 
-PROXY_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs',
-                            'permutation_study_proxy.yaml')
+PROXY_CONFIG = configs.path('permutation_study_proxy')
 # The search's proxy scale: widths x0.25, resample alpha 0.25, 64 channels
 # into the head (SpineNet endpoints, the FPN).
 _SPINENET_PROXY = {'filter_size_scale': 0.25, 'resample_alpha': 0.25,
@@ -95,7 +94,7 @@ class Study:
     architectures: keys of ARCHITECTURES, e.g. 'acd'.
     seeds: runs per architecture (seeds 0..seeds-1: initial weights, data
       order and augmentation).
-    config_file: the proxy experiment (default configs/
+    config_file: the proxy experiment (default spinenet_tf/configs/
       permutation_study_proxy.yaml).
     overrides: `load_experiment` overrides applied to every run.
     data_dir: the synthetic scenes folder (written on first use).

@@ -5,7 +5,7 @@
     size = proxy.measure(config)      # params, flops, latency_ms
     result = train_and_evaluate(config, proxy.data_dir, run_dir)
 
-The proxy is an experiment config (configs/search_proxy*.yaml) whose
+The proxy is an experiment config (spinenet_tf/configs/search_proxy*.yaml) whose
 model.backbone is replaced by the candidate's block-spec file; its
 backbone_kwargs hold the search scale (paper: filters x0.25, resample
 alpha 0.25, 64-channel endpoints and head). The reward is AP on the
@@ -14,22 +14,20 @@ validation split; COCO: a slice of train, see search_proxy_paper_coco.yaml).
 """
 
 import json
-import os
 import statistics
 import time
 
 import tensorflow as tf
 
-from spinenet_tf import checks, flops
+from spinenet_tf import checks, configs, flops
 from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import strategy as strategy_lib
 from spinenet_tf.training.tasks import build_task
 from spinenet_tf.training.trainer import Trainer
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'configs')
-CPU_PROXY = os.path.join(CONFIG_DIR, 'search_proxy.yaml')
-PAPER_PROXY = os.path.join(CONFIG_DIR, 'search_proxy_paper_coco.yaml')
+CPU_PROXY = configs.path('search_proxy')
+PAPER_PROXY = configs.path('search_proxy_paper_coco')
 MAX_LEVEL = 7
 # A trial small enough for a test: 128 px, 2 steps, 4 evaluation images.
 QUICK_OVERRIDES = (

@@ -1,6 +1,6 @@
 """Experiment configs: typed dataclasses read strictly from YAML.
 
-    config = load_experiment('configs/demo_retinanet_synthetic.yaml',
+    config = load_experiment('spinenet_tf/configs/demo_retinanet_synthetic.yaml',
                              overrides=['trainer.train_steps=20',
                                         'optimizer.global_clipnorm=10'])
 

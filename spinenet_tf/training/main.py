@@ -16,17 +16,17 @@ import os
 from absl import app, flags, logging
 import tensorflow as tf
 
-from spinenet_tf import cli
+from spinenet_tf import cli, configs
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import strategy as strategy_lib
 from spinenet_tf.training.tasks import build_task
 from spinenet_tf.training.trainer import Trainer
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'configs')
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
 
 flags.DEFINE_string('experiment', None,
-                    'A config name in configs/ (without .yaml).')
+                    'A shipped experiment config: a name in spinenet_tf/configs/ '
+                    '(without .yaml).')
 flags.DEFINE_string('config_file', None, 'A YAML experiment file.')
 flags.DEFINE_multi_string('params_override', [],
                           "'dotted.key=value,...' (YAML values) or a YAML "
@@ -55,13 +55,10 @@ def experiment_path(experiment, config_file):
     if not tf.io.gfile.exists(config_file):
       raise app.UsageError(f'--config_file {config_file!r} does not exist.')
     return config_file
-  path = os.path.join(CONFIG_DIR, experiment + '.yaml')
-  if not os.path.exists(path):
-    names = sorted(n[:-5] for n in os.listdir(CONFIG_DIR)
-                   if n.endswith('.yaml'))
+  if experiment not in configs.names():
     raise app.UsageError(f'unknown --experiment {experiment!r}; known: '
-                         f'{names}.')
-  return path
+                         f'{configs.names()}.')
+  return configs.path(experiment)
 
 
 def main(argv):
