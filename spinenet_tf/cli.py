@@ -99,6 +99,10 @@ class ArgumentParser(argparse.ArgumentParser):
     exit_with(message, FLAG_ERROR_STATUS)
 
 
-def run(main, argv=None):
-  """absl's app.run(main) with one-line flag and user errors."""
+def run(main, argv=None, doc=None):
+  """absl's app.run(main) with one-line flag and user errors; `doc`: the
+  usage text of --help (absl shows the __main__ module's docstring, which
+  an installed command's generated launcher lacks)."""
+  if doc is not None:
+    sys.modules['__main__'].__doc__ = doc
   app.run(guarded(main), argv=argv, flags_parser=_parse_flags)

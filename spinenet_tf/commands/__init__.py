@@ -1,0 +1,1 @@
+"""SpineNet-TF command lines (absl flags; installed as spinenet-* commands)."""

@@ -1,0 +1,121 @@
+"""Exports a detector or classifier as a SavedModel (and optionally TFLite).
+
+  spinenet-export --config_file retinanet.yaml \
+      --checkpoint model.weights.h5 --export_dir /models/retinanet/1
+  spinenet-export --config_file mobile.yaml --checkpoint ckpt_dir \
+      --export_dir /models/mobile/1 --tflite_file mobile.tflite
+  spinenet-export ... --dtype bfloat16 --xla
+
+The config file (YAML):
+
+  task: detection          # or classification
+  model:
+    backbone: '49'         # model id ('49S', 'mobile-49XS', ...) or spec YAML
+    input_size: 640        # or [height, width]; sides divisible by 128
+    num_classes: 91        # detection: background slot 0 included
+    # any other keyword of build_retinanet / build_classifier, e.g.
+    # num_convs: 4, activation: swish, score_threshold: 0.05
+
+--checkpoint takes a Keras `.weights.h5` file or a TF checkpoint written by
+`tf.train.Checkpoint(model=model)` (a prefix, or a directory for its latest).
+The SavedModel's signatures (serving_default on uint8 images, image_bytes,
+tf_example) and outputs are documented in spinenet_tf/export/saved_model.py,
+the TFLite model's in spinenet_tf/export/tflite.py. The config is copied to
+<export_dir>/assets.extra/model_config.yaml.
+
+A user error (missing or bad config file, unknown model key, a checkpoint
+of another architecture, an existing --export_dir without --overwrite)
+prints one line `error: ...` on stderr and exits with status 1 (2 for a flag
+error); --verbose shows the trace. Export folders may be gs:// paths.
+"""
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from spinenet_tf import cli  # noqa: E402
+from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
+from spinenet_tf.export import model_config  # noqa: E402
+from spinenet_tf.models import factory  # noqa: E402
+from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
+from spinenet_tf.export.saved_model import export_saved_model  # noqa: E402
+from spinenet_tf.export.tflite import (convert_to_tflite,  # noqa: E402
+                                       write_tflite)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('config_file', None, 'Model config YAML (see above).')
+flags.DEFINE_string('checkpoint', None, '.weights.h5 file or TF checkpoint; '
+                    'without it the export has random weights.')
+flags.DEFINE_string('export_dir', None, 'SavedModel directory to write.')
+flags.DEFINE_string('tflite_file', None, 'Also write a TFLite model here.')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing export_dir.')
+flags.DEFINE_bool('fold_batchnorm', True, 'Fold BatchNorm into the convs.')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+                  "Compute dtype of the exported network (default: the "
+                  "model's, float32); needs --fold_batchnorm.")
+flags.DEFINE_bool('xla', False, 'Compile the network and postprocessing '
+                  'with XLA.')
+flags.DEFINE_integer('top_k', 5, 'Classification: top-k outputs.')
+flags.mark_flag_as_required('config_file')
+
+
+def _log_network_error(model, module):
+  """Logs how far the exported network is from the model's."""
+  images = np.random.default_rng(0).normal(
+      size=(1, *model.inputs[0].shape[1:])).astype(np.float32)
+  logging.info('exported network vs the model on a random image: max abs '
+               'difference %.3g',
+               max_abs_difference(model, module.network, images))
+
+
+def load_model():
+  """The model of --config_file with the weights of --checkpoint; errors
+  name the flag and file."""
+  config = model_config.load_config(FLAGS.config_file)
+  try:
+    model = factory.build_model_from_config(config)
+  except (TypeError, ValueError) as e:
+    raise cli.UserError(f'--config_file {FLAGS.config_file}: model: {e}'
+                        ) from e
+  if FLAGS.checkpoint:
+    load_checkpoint(model, FLAGS.checkpoint)
+  else:
+    logging.warning('No --checkpoint: exporting random weights.')
+  return config, model
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
+                        '--flag.')
+  if not FLAGS.export_dir and not FLAGS.tflite_file:
+    raise cli.UserError('give --export_dir and/or --tflite_file.')
+  if (FLAGS.export_dir and tf.io.gfile.exists(FLAGS.export_dir) and
+      not FLAGS.overwrite):
+    raise cli.UserError(f'--export_dir {FLAGS.export_dir} exists; pass '
+                        '--overwrite to replace it.')
+  config, model = load_model()
+  if FLAGS.export_dir:
+    module = export_saved_model(
+        model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
+        fold=FLAGS.fold_batchnorm, dtype=FLAGS.dtype, jit_compile=FLAGS.xla,
+        top_k=FLAGS.top_k,
+        extra_files={'model_config.yaml': yaml.safe_dump(config)})
+    logging.info('SavedModel written to %s', FLAGS.export_dir)
+    _log_network_error(model, module)
+  if FLAGS.tflite_file:
+    write_tflite(convert_to_tflite(model), FLAGS.tflite_file)
+    logging.info('TFLite model written to %s', FLAGS.tflite_file)
+
+
+def run():
+  """The console entry point (spinenet-export)."""
+  cli.run(main, doc=__doc__)
+
+
+if __name__ == '__main__':
+  run()
