@@ -63,15 +63,16 @@ def _user_files(tmp_path):
 
 
 def _script_flags(script):
-  """Flag names in the script's help (absl --helpfull, or argparse --help)."""
-  names = set()
+  """Flag names in the script's help (absl --helpfull, or argparse --help
+  where --helpfull is refused)."""
   for option in ('--helpfull', '--help'):
     result = subprocess.run([sys.executable, os.path.join(ROOT, script),
                              option], capture_output=True, text=True,
                             timeout=120)
-    names |= set(re.findall(r'--(?:\[no\])?(\w+)',
-                            result.stdout + result.stderr))
-  return names
+    if result.returncode == 0:
+      break
+  return set(re.findall(r'--(?:\[no\])?(\w+)',
+                        result.stdout + result.stderr))
 
 
 def _check_command(command, flags_by_script):

@@ -31,6 +31,8 @@ ROOT = os.path.join(os.path.dirname(__file__), '..')
 # quick trial: ~70 s alone on 2 cores, ~3 min shared), so that a stuck
 # worker fails with the logs rather than pytest's timeout.
 TEST_SECONDS = 1000
+# Heartbeats every 3 s: a trial is stale 6 s after its worker died.
+HEARTBEAT = 3
 
 
 def start_worker(output_dir, data_dir, log_path, seed, storage=None,
@@ -38,8 +40,8 @@ def start_worker(output_dir, data_dir, log_path, seed, storage=None,
   command = [sys.executable, os.path.join(ROOT, 'scripts', 'search.py'),
              f'--output_dir={output_dir}', f'--data_dir={data_dir}',
              f'--n_trials={n_trials}', '--quick', '--sampler=random',
-             f'--seed={seed}', '--latency_runs=0', '--heartbeat_seconds=2',
-             '--top_k=1']
+             f'--seed={seed}', '--latency_runs=0',
+             '--top_k=1', f'--heartbeat_seconds={HEARTBEAT}']
   if storage:
     command.append(f'--storage={storage}')
   with open(log_path, 'a') as log:
@@ -106,6 +108,9 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
     raise
   victim.send_signal(signal.SIGKILL)
   victim.wait()
+  # Past the grace period (2 heartbeats), as a restart after a crash would
+  # be: a worker started sooner counts the dead trial as still running.
+  time.sleep(2 * HEARTBEAT + 2)
   restarted = start_worker(output_dir, data_dir, logs[0], seed=200)
   finish([other, restarted], logs, deadline)
 
