@@ -69,8 +69,8 @@ def _script_flags(script):
     result = subprocess.run([sys.executable, os.path.join(ROOT, script),
                              option], capture_output=True, text=True,
                             timeout=120)
-    if result.returncode == 0:
-      break
+    if 'error: unrecognized arguments' not in result.stderr:
+      break  # absl listed every flag (and exits 1 after help)
   return set(re.findall(r'--(?:\[no\])?(\w+)',
                         result.stdout + result.stderr))
 

@@ -22,6 +22,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 
 from spinenet_tf.models.backbone import build_backbone
 from spinenet_tf.search import engine, report
@@ -91,7 +92,11 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   def victim_trial_training():
     if not os.path.exists(f'{output_dir}/study.db'):
       return None
-    for trial in load_trials(storage):
+    try:  # the first worker creates the file, the schema, then the study
+      trials = load_trials(storage)
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+      return None
+    for trial in trials:
       run_dir = os.path.join(output_dir, trial.user_attrs.get('trial_dir', '-'))
       if (trial.state.name == 'RUNNING'
           and trial.user_attrs.get('worker', '').endswith(f':{victim.pid}')
@@ -102,7 +107,7 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   try:
     killed = wait_for(victim_trial_training, "worker A's trial training",
                       deadline)
-  except AssertionError:
+  except BaseException:
     victim.kill()
     other.kill()
     raise

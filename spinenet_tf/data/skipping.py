@@ -32,11 +32,15 @@ built in this process.
 
 import collections
 import functools
+import math
 import threading
+import time
 
 from absl import logging
 import tensorflow as tf
 
+# Box warnings of one counter: the first, then at most one a minute.
+WARNING_SECONDS = 60
 CorruptFile = collections.namedtuple(
     'CorruptFile', ['offset', 'lost_records', 'lost_bytes',
                     'recovered_records', 'size', 'truncated',
@@ -99,6 +103,7 @@ class SkipCounter:
     self.records_read = 0
     self.corrupt_files = {}
     self.source = None
+    self._warned = {}  # warning kind -> time.monotonic() of the last
     self.batch_size = None
     self.drop_remainder = None
     self.counts_reads = False
@@ -171,17 +176,24 @@ class SkipCounter:
     if not ok:
       logging.warning('Skipped record %s: its %s could not be decoded (%d '
                       'records skipped so far).', where, what, skipped)
-    if num_invalid:
-      logging.log_every_n_seconds(
-          logging.WARNING, 'Dropped %d invalid boxes of record %s (not '
-          'finite, empty, outside the image or class out of range; %d so '
-          'far).', 60, num_invalid, where, invalid)
-    if num_truncated:
-      logging.log_every_n_seconds(
-          logging.WARNING, 'Cut %d boxes of record %s beyond '
-          'max_num_instances (%d so far).', 60, num_truncated, where,
-          truncated)
+    if num_invalid and self._due('invalid_boxes'):
+      logging.warning('Dropped %d invalid boxes of record %s (not finite, '
+                      'empty, outside the image or class out of range; %d '
+                      'so far).', num_invalid, where, invalid)
+    if num_truncated and self._due('truncated_boxes'):
+      logging.warning('Cut %d boxes of record %s beyond max_num_instances '
+                      '(%d so far).', num_truncated, where, truncated)
     return ok
+
+  def _due(self, kind):
+    """True for this counter's first `kind` warning, then at most once
+    every WARNING_SECONDS (per counter, so each dataset warns first)."""
+    now = time.monotonic()
+    with self._lock:
+      if now - self._warned.get(kind, -math.inf) < WARNING_SECONDS:
+        return False
+      self._warned[kind] = now
+      return True
 
   def keep(self, ok, where, num_invalid=0, what='image', num_truncated=0):
     """Graph-side filter predicate: `ok`. Counts and logs (only for bad
