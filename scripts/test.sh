@@ -19,6 +19,7 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export PYTHONHASHSEED=0
-export PYTHONUNBUFFERED=1  # progress and slow-test lines reach a CI log as they happen
+# Progress and slow-test lines reach a CI log as they happen.
+export PYTHONUNBUFFERED=1
 echo "== running tests"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -5,8 +5,8 @@
     load_checkpoint(model, 'model.weights.h5')   # spinenet_tf.checkpoints
 
 The file holds the task and model sections of `models.factory`'s layout;
-a training experiment file (spinenet_tf/configs/*.yaml, a run's params.yaml) works
-too: its other sections are ignored.
+a training experiment file (spinenet_tf/configs/*.yaml, a run's
+params.yaml) works too: its other sections are ignored.
 """
 
 import dataclasses
@@ -24,8 +24,8 @@ EXPERIMENT_SECTIONS = {f.name for f in dataclasses.fields(ExperimentConfig)
 
 def load_config(path):
   """Reads a YAML model config, or the task and model of a training
-  experiment file (spinenet_tf/configs/*.yaml, a run's params.yaml); errors name the
-  file."""
+  experiment file (spinenet_tf/configs/*.yaml, a run's params.yaml);
+  errors name the file."""
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'config file {path}: no such file.')
   if tf.io.gfile.isdir(path):

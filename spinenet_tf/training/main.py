@@ -25,7 +25,7 @@ from spinenet_tf.training.trainer import Trainer
 MODES = ('train', 'eval', 'train_and_eval', 'continuous_eval')
 
 flags.DEFINE_string('experiment', None,
-                    'A shipped experiment config: a name in spinenet_tf/configs/ '
+                    'A shipped experiment: a name in spinenet_tf/configs/ '
                     '(without .yaml).')
 flags.DEFINE_string('config_file', None, 'A YAML experiment file.')
 flags.DEFINE_multi_string('params_override', [],
