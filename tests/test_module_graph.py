@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 PACKAGE = os.path.join(os.path.dirname(__file__), '..', 'spinenet_tf')
-# Loaded only by the parts that need them (coco_eval, viz, data, search).
+# Loaded only by the parts that need them (coco_eval, viz, data, search,
+# hub).
 HEAVY = ('pycocotools', 'matplotlib', 'PIL', 'optuna', 'sklearn',
-         'tensorflow_datasets')
+         'tensorflow_datasets', 'keras_hub')
 
 
 def _unit(module):
