@@ -4,9 +4,6 @@
     if __name__ == '__main__':
       cli.run(main)             # absl: flags, then main(argv)
 
-Scripts that parse with argparse use `cli.ArgumentParser` and
-`cli.guarded(main)()`, with the same behaviour.
-
 A user error (bad flag, config, file, data, checkpoint: ValueError,
 TypeError, OSError, absl's UsageError, yaml errors, TensorFlow's OpError,
 a stopped run) prints `error: <message>` on one line to stderr and exits
@@ -14,7 +11,6 @@ with status 1 (2 for flag errors). `--verbose` shows the Python traceback
 instead. Anything else is a bug and keeps its traceback.
 """
 
-import argparse
 import sys
 
 from absl import app, flags
@@ -87,16 +83,12 @@ def guarded(main):
   return run_main
 
 
-class ArgumentParser(argparse.ArgumentParser):
-  """argparse with `--verbose` and one-line usage errors."""
-
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.add_argument('--verbose', action='store_true',
-                      help='on an error, show the Python traceback')
-
-  def error(self, message):
-    exit_with(message, FLAG_ERROR_STATUS)
+def refuse_arguments(argv):
+  """A UserError if absl left positional arguments after the program name
+  (every option of our commands is a --flag)."""
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}; every option is a '
+                    '--flag.')
 
 
 def run(main, argv=None, doc=None):

@@ -1,13 +1,10 @@
-"""scripts/bench_train.py runs both training steps and reports sane rows
-(tiny setting: SpineNet-49S at 128x128, batch 2, one warm-up and one timed
-step, a profiler trace; no timing assertions)."""
+"""spinenet_tf.benchmarks.train_speed (scripts/train_speed.py) runs both
+training steps and reports sane rows (tiny setting: SpineNet-49S at
+128x128, batch 2, one warm-up and one timed step, a profiler trace; no
+timing assertions)."""
 import math
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
-
-import bench_train  # noqa: E402
+from spinenet_tf.benchmarks import train_speed
 
 KEYS = {'name', 'ours', 'model_garden', 'unit', 'ratio', 'notes',
         'seconds_per_step', 'cpu_seconds_per_step', 'trace_s',
@@ -15,7 +12,7 @@ KEYS = {'name', 'ours', 'model_garden', 'unit', 'ratio', 'notes',
 
 
 def test_measure_rows():
-  rows = bench_train.measure(image_size=128, batch_size=2, steps=1, warmup=1,
+  rows = train_speed.measure(image_size=128, batch_size=2, steps=1, warmup=1,
                              model_id='49S', profile_ops=True)
   assert len(rows) == 1
   row = rows[0]
@@ -34,4 +31,4 @@ def test_measure_rows():
   assert 'Conv2D' in ''.join(ops['ours']) and 'Conv2D' in ''.join(
       ops['model_garden'])
   assert all(v >= 0 for side in ops.values() for v in side.values())
-  assert bench_train.table(rows).count('\n| ') >= 5
+  assert train_speed.table(rows).count('\n| ') >= 5

@@ -1,15 +1,14 @@
-"""scripts/benchmark.py: the summary table's ratios point the right way, and
-a short real run writes the markdown and JSON reports."""
+"""spinenet_tf.benchmarks.benchmark (scripts/benchmark.py): the summary
+table's ratios point the right way, and a short real run writes the
+markdown and JSON reports."""
 import json
 import os
 import subprocess
 import sys
 
-import pytest
+from spinenet_tf.benchmarks import benchmark, export_speed
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), '..', 'scripts')
-sys.path.insert(0, SCRIPTS)
-benchmark = pytest.importorskip('benchmark')  # needs tf-models-official
 
 
 def test_summary_ratio_is_above_one_when_ours_is_better():
@@ -23,7 +22,7 @@ def test_summary_ratio_is_above_one_when_ours_is_better():
 
 
 def test_export_summary_compares_inference_with_batched_nms():
-  mg, batched = benchmark.bench_export.MG, benchmark.bench_export.MG_BATCHED
+  mg, batched = export_speed.MG, export_speed.MG_BATCHED
   rows = [{'scope': 'network', 'name': mg, 'median_ms': 90.0},
           {'scope': 'network', 'name': 'ours, folded float32',
            'median_ms': 45.0},

@@ -403,5 +403,5 @@ def test_jit_compile_compiles_the_replica_step(monkeypatch, tmp_path):
   trainer = Trainer(task.config, task,
                     strategy_lib.build_strategy('one_device'), str(tmp_path))
   monkeypatch.setattr(tf, 'function', spy)
-  trainer._train_loop_fn()  # pylint: disable=protected-access
+  trainer.train_loop_fn()
   assert True in compiled

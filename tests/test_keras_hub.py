@@ -11,8 +11,8 @@ from spinenet_tf import hub
 from spinenet_tf.data import synthetic_shapes
 from spinenet_tf.data.detection_input import build_detection_dataset
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
-from tests.reference import (build_reference, randomize_batch_norm,
-                             save_reference_checkpoint)
+from spinenet_tf.benchmarks.model_garden import (
+    build_reference, randomize_batch_norm, save_reference_checkpoint)
 
 SIZE = 128
 TINY = dict(filter_size_scale=0.25, endpoints_num_filters=32)

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from spinenet_tf import configs, specs
-from tests.reference import build_reference, save_reference_checkpoint
+from spinenet_tf.benchmarks.model_garden import (build_reference,
+                                                 save_reference_checkpoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = ('convert_checkpoint.py', 'export.py', 'predict.py',

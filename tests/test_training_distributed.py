@@ -64,7 +64,7 @@ def _run(strategy_name, jit, out, precision='float32'):
   before = [v.numpy() for v in trainer.model.trainable_variables]
   iterator = iter(strategy.distribute_datasets_from_function(
       trainer.task.train_dataset))
-  losses, finite = trainer._train_loop_fn()(iterator, tf.constant(1))
+  losses, finite = trainer.train_loop_fn()(iterator, tf.constant(1))
   after = [v.numpy() for v in trainer.model.trainable_variables]
   moving = [v.numpy() for v in trainer.model.non_trainable_variables]
   np.savez(out, loss=losses.numpy(), replicas=strategy.num_replicas_in_sync,

@@ -67,7 +67,7 @@ def trainer_factory(model_dir, strategy_name='one_device'):
     trainer = Trainer(config, RandomImages(config), strategy, model_dir)
     iterator = iter(strategy.distribute_datasets_from_function(
         trainer.task.train_dataset))
-    loop = trainer._train_loop_fn()  # pylint: disable=protected-access
+    loop = trainer.train_loop_fn()
 
     def step():
       means, finite = loop(iterator, tf.constant(1))

@@ -89,9 +89,7 @@ def load_model():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
-                        '--flag.')
+  cli.refuse_arguments(argv)
   if not FLAGS.export_dir and not FLAGS.tflite_file:
     raise cli.UserError('give --export_dir and/or --tflite_file.')
   if (FLAGS.export_dir and tf.io.gfile.exists(FLAGS.export_dir) and

@@ -203,9 +203,7 @@ def write_classifications(files, results):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
-                        '--flag.')
+  cli.refuse_arguments(argv)
   if bool(FLAGS.saved_model) == bool(FLAGS.config_file and FLAGS.checkpoint):
     raise cli.UserError('give either --saved_model or --config_file and '
                         '--checkpoint.')

@@ -90,8 +90,7 @@ def main(argv):
 
   optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line
 
-  if len(argv) > 1:
-    raise cli.UserError(f'unexpected arguments {argv[1:]}.')
+  cli.refuse_arguments(argv)
   if not FLAGS.output_dir:
     raise cli.UserError('--output_dir is required.')
   space = SearchSpace(FLAGS.allocation, FLAGS.window, FLAGS.output_window,

@@ -390,9 +390,7 @@ def main(argv):
   from spinenet_tf import cli
   from spinenet_tf.models.backbone import build_backbone
 
-  if len(argv) > 1:
-    raise cli.UserError(f'unexpected arguments {argv[1:]}; every option is a '
-                        '--flag.')
+  cli.refuse_arguments(argv)
   args = flags.FLAGS
   if not args.output.endswith(OUTPUT_SUFFIXES):
     raise cli.UserError(f'--output {args.output}: must end with .weights.h5 '

@@ -200,8 +200,11 @@ class Trainer:
   def loss_names(self):
     return (*self.task.LOSS_NAMES, 'l2_loss', 'loss')
 
-  def _train_loop_fn(self):
-    """tf.function(iterator, num_steps) -> (mean losses, all finite)."""
+  def train_loop_fn(self):
+    """The loop that `train` runs, as tf.function(iterator, num_steps) ->
+    (mean losses, all finite); each call trains `num_steps` steps of
+    `iterator` (a distributed iterator of the task's batches). Public for
+    benchmarks and callers that drive steps themselves."""
     replica_step = self._replica_step
     if self.config.trainer.jit_compile:
       replica_step = tf.function(replica_step, jit_compile=True)
@@ -339,7 +342,7 @@ class Trainer:
       iterator = iter(self.strategy.distribute_datasets_from_function(
           self.task.train_dataset))
       step = self.restore()
-    train_loop = self._train_loop_fn()
+    train_loop = self.train_loop_fn()
     global_batch = self.config.train_data.global_batch_size
     progress = Progress(tc.train_steps, step, tc.log_interval_seconds,
                         enabled=self.is_chief)

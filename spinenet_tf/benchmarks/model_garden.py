@@ -1,28 +1,25 @@
-"""Builds Model Garden's SpineNet (our oracle) with a variant's scaling."""
+"""Model Garden's models, our oracle in tests and benchmarks: its SpineNet
+and SpineNet-Mobile (each with Model Garden's own scaling of the variant),
+ResNet, RetinaNet-ResNet-FPN and ResNet classifier, with helpers that make
+every variable matter and save checkpoints of them."""
 import numpy as np
 import tensorflow as tf
 import tf_keras
 from official.vision.modeling.backbones import spinenet, spinenet_mobile
 
-from spinenet_tf import specs
+MOBILE = 'mobile-'
 
 
 def build_reference(model_id, size):
-  """The reference backbone for `model_id`, fixed square input `size`."""
-  scaling = specs.SCALING[model_id]
+  """Model Garden's backbone for our `model_id` ('49', 'mobile-49XS', ...)
+  with its own SCALING_MAP entry, fixed square input `size`."""
   input_specs = tf_keras.layers.InputSpec(shape=[None, size, size, 3])
-  if scaling.family == specs.SPINENET:
-    return spinenet.SpineNet(
+  if model_id.startswith(MOBILE):
+    return spinenet_mobile.SpineNetMobile(
         input_specs=input_specs,
-        endpoints_num_filters=scaling.endpoints_num_filters,
-        resample_alpha=scaling.resample_alpha,
-        block_repeats=scaling.block_repeats,
-        filter_size_scale=scaling.filter_size_scale)
-  return spinenet_mobile.SpineNetMobile(
-      input_specs=input_specs,
-      endpoints_num_filters=scaling.endpoints_num_filters,
-      block_repeats=scaling.block_repeats,
-      filter_size_scale=scaling.filter_size_scale)
+        **spinenet_mobile.SCALING_MAP[model_id[len(MOBILE):]])
+  return spinenet.SpineNet(input_specs=input_specs,
+                           **spinenet.SCALING_MAP[model_id])
 
 
 def randomize_batch_norm(model, seed=0):
