@@ -1,11 +1,14 @@
 """README's code runs as written, in document order, in one folder.
 
 Python blocks run in one namespace. Of the bash blocks, the commands of the
-user guide's local path run (convert a Model Garden checkpoint, fine-tune on
-TFRecords, export, predict, draw); the fine-tuning run gets a test-only
+user guide's local path run, as the installed commands they name (the
+console scripts next to this Python; `scripts/test.sh` installs the
+checkout): convert a Model Garden checkpoint, fine-tune on TFRecords,
+export, predict, draw. The fine-tuning run gets a test-only
 `--params_override` that makes it 2 steps at 256 pixels, to keep CI short.
-Every other command (the demo and COCO runs, Cloud TPU, multi-worker) must
-name a script that exists, flags it defines and an experiment in spinenet_tf/configs/.
+Every other command (the demo and COCO runs, Cloud TPU, multi-worker, the
+benchmarks' `python scripts/...`) must name a command or script that
+exists, flags it defines and an experiment in spinenet_tf/configs/.
 YAML blocks whose first line is `# NAME.yaml` are written to NAME.yaml;
 `my_spinenet.yaml` is abbreviated in the README, so the test writes the full
 spec, and `my_pictures/` is a folder of the user's photos, so it makes two.
@@ -24,8 +27,9 @@ from spinenet_tf.benchmarks.model_garden import (build_reference,
                                                  save_reference_checkpoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = ('convert_checkpoint.py', 'export.py', 'predict.py',
-       'draw_architecture.py')
+BIN = os.path.dirname(sys.executable)
+RUN = ('spinenet-convert-checkpoint', 'spinenet-export', 'spinenet-predict',
+       'spinenet-draw')
 FINE_TUNE_OVERRIDE = ('--params_override=model.input_size=256,'
                       'train_data.global_batch_size=2,'
                       'eval_data.global_batch_size=2,trainer.train_steps=2,'
@@ -38,10 +42,18 @@ def _blocks():
 
 
 def _commands(block):
-  """The `python scripts/...` commands of a bash block, as argument lists."""
+  """The commands of a bash block (`spinenet-...` or `python scripts/...`)
+  as (name, program, arguments): program is what runs it here."""
   text = block.replace('\\\n', ' ')
-  return [shlex.split(line) for line in text.splitlines()
-          if line.startswith('python scripts/')]
+  commands = []
+  for line in text.splitlines():
+    words = shlex.split(line)
+    if line.startswith('spinenet-'):
+      commands.append((words[0], [os.path.join(BIN, words[0])], words[1:]))
+    elif line.startswith('python scripts/'):
+      commands.append((words[1], [sys.executable, os.path.join(ROOT, words[1])],
+                       words[2:]))
+  return commands
 
 
 def _write_spec_file(path):
@@ -63,50 +75,45 @@ def _user_files(tmp_path):
     Image.fromarray(pixels).save(f'my_pictures/photo{i}.jpg')
 
 
-def _script_flags(script):
-  """Flag names in the script's help (absl --helpfull, or argparse --help
-  where --helpfull is refused)."""
-  for option in ('--helpfull', '--help'):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script),
-                             option], capture_output=True, text=True,
-                            timeout=120)
-    if 'error: unrecognized arguments' not in result.stderr:
-      break  # absl listed every flag (and exits 1 after help)
+def _flags(program):
+  """Flag names in the program's absl --helpfull (which exits 1)."""
+  result = subprocess.run([*program, '--helpfull'], capture_output=True,
+                          text=True, timeout=120)
   return set(re.findall(r'--(?:\[no\])?(\w+)',
                         result.stdout + result.stderr))
 
 
-def _check_command(command, flags_by_script):
-  script = command[1]
-  assert os.path.exists(os.path.join(ROOT, script)), script
-  if script not in flags_by_script:
-    flags_by_script[script] = _script_flags(script)
-  for arg in (a for a in command[2:] if a.startswith('--')):
-    name, _, value = arg[2:].partition('=')
-    assert name in flags_by_script[script], (script, arg)
-    if name == 'experiment':
+def _check_command(command, flags_by_name):
+  name, program, arguments = command
+  assert os.path.exists(program[-1]), name
+  if name not in flags_by_name:
+    flags_by_name[name] = _flags(program)
+  for arg in (a for a in arguments if a.startswith('--')):
+    flag, _, value = arg[2:].partition('=')
+    assert flag in flags_by_name[name], (name, arg)
+    if flag == 'experiment':
       assert value in configs.names(), value
 
 
 def _run(command):
-  extra = ([FINE_TUNE_OVERRIDE] if command[1] == 'scripts/train.py' else [])
+  name, program, arguments = command
+  extra = [FINE_TUNE_OVERRIDE] if name == 'spinenet-train' else []
   result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, command[1]), *command[2:], *extra],
-      capture_output=True, text=True, timeout=900,
-      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
-  assert result.returncode == 0, (command, result.stderr[-3000:])
+      [*program, *arguments, *extra], capture_output=True, text=True,
+      timeout=900, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert result.returncode == 0, (name, arguments, result.stderr[-3000:])
 
 
 def _runs(command):
-  script = os.path.basename(command[1])
-  return script in RUN or (script == 'train.py' and
-                           '--config_file=my_detector.yaml' in command)
+  name, _, arguments = command
+  return name in RUN or (name == 'spinenet-train' and
+                         '--config_file=my_detector.yaml' in arguments)
 
 
 def test_readme_code_runs_in_order(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   _user_files(tmp_path)
-  namespace, flags_by_script, ran = {}, {}, []
+  namespace, flags_by_name, ran = {}, {}, []
   for language, block in _blocks():
     if language == 'python':
       exec(compile(block, 'README.md', 'exec'), namespace)  # noqa: S102
@@ -117,13 +124,12 @@ def test_readme_code_runs_in_order(tmp_path, monkeypatch):
           f.write(block)
     elif language == 'bash':
       for command in _commands(block):
-        assert command[0] == 'python', command
-        _check_command(command, flags_by_script)
+        _check_command(command, flags_by_name)
         if _runs(command):
           _run(command)
-          ran.append(os.path.basename(command[1]))
+          ran.append(command[0])
   assert sorted(set(ran)) == sorted(
-      {'train.py', *RUN}), ran  # the guide's local path all ran
+      {'spinenet-train', *RUN}), ran  # the guide's local path all ran
   assert tuple(namespace['features']['7'].shape) == (2, 5, 5, 256)
   assert tuple(namespace['logits'].shape) == (1, 5089)
   assert tuple(namespace['boxes'].shape) == (1, 100, 4)

@@ -242,7 +242,8 @@ def read_info(directory):
   if not os.path.exists(path):
     raise FileNotFoundError(
         f'No synthetic dataset in {directory!r}: write one with '
-        'write_synthetic_dataset() or scripts/make_synthetic_dataset.py.')
+        'write_synthetic_dataset() or spinenet-make-dataset '
+        '(scripts/make_synthetic_dataset.py).')
   with open(path) as f:
     return json.load(f)
 
