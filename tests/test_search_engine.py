@@ -186,7 +186,8 @@ def test_references_train_once_under_the_proxy_then_are_read_back(
   assert second.model['decoder'] == 'fpn'
   assert second.model['backbone_kwargs'] == {'depth_multiplier': 0.25}
   # Both at the proxy's scale, and cached: asking again trains nothing.
-  assert second.model['input_size'] == first.model['input_size'] == 256
+  assert (second.model['input_size'] == first.model['input_size']
+          == search.proxy.input_size)
   again = search.reference('SpineNet-49')
   assert again['AP'] == 0.31 and again['params'] == spinenet['params']
   assert len(training.configs) == 2
