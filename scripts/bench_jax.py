@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """SpineNet and RetinaNet-SpineNet under the Keras JAX backend
-(spinenet_tf/benchmarks/jax_speed.py; its usage and flags: --helpfull).
+(benchmarks/jax_speed.py; its usage and flags: --helpfull).
 Runs from a checkout without installing the package: where only JAX and
 Keras exist, TensorFlow (a dependency of the install) cannot be had."""
 import os
@@ -9,7 +9,7 @@ import sys
 os.environ.setdefault('KERAS_BACKEND', 'jax')  # before Keras is imported
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-from spinenet_tf.benchmarks.jax_speed import run  # noqa: E402
+from benchmarks.jax_speed import run  # noqa: E402
 
 if __name__ == '__main__':
   run()

@@ -1,10 +1,10 @@
-"""spinenet_tf.benchmarks.train_speed (scripts/train_speed.py) runs both
+"""benchmarks.train_speed (scripts/train_speed.py) runs both
 training steps and reports sane rows (tiny setting: SpineNet-49S at
 128x128, batch 2, one warm-up and one timed step, a profiler trace; no
 timing assertions)."""
 import math
 
-from spinenet_tf.benchmarks import train_speed
+from benchmarks import train_speed
 
 KEYS = {'name', 'ours', 'model_garden', 'unit', 'ratio', 'notes',
         'seconds_per_step', 'cpu_seconds_per_step', 'trace_s',

@@ -1,4 +1,4 @@
-"""spinenet_tf.benchmarks.benchmark (scripts/benchmark.py): the summary
+"""benchmarks.benchmark (scripts/benchmark.py): the summary
 table's ratios point the right way, and a short real run writes the
 markdown and JSON reports."""
 import json
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from spinenet_tf.benchmarks import benchmark, export_speed
+from benchmarks import benchmark, export_speed
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), '..', 'scripts')
 

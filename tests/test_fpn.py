@@ -8,7 +8,7 @@ import pytest
 from spinenet_tf.layers.fpn import FPN, FPN_OPTIONS
 from spinenet_tf.models import resnet
 from spinenet_tf.models.retinanet import build_retinanet
-from spinenet_tf.benchmarks.model_garden import (
+from benchmarks.model_garden import (
     build_reference_resnet, build_reference_retinanet_fpn)
 from tests.test_options_effect import _assert_effect
 
@@ -154,7 +154,7 @@ def test_retinanet_fpn_keras_file_round_trip(tmp_path):
 
 def test_folded_retinanet_fpn_matches_unfolded():
   from spinenet_tf.export.fold_batchnorm import fold_batchnorm, max_abs_difference
-  from spinenet_tf.benchmarks.model_garden import randomize_batch_norm
+  from benchmarks.model_garden import randomize_batch_norm
   model = build_retinanet('resnet50', 3, (64, 64, 3), num_filters=8,
                           backbone_kwargs={'depth_multiplier': 0.0625},
                           decoder_kwargs={'num_filters': 8})

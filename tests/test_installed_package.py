@@ -1,8 +1,8 @@
 """The package as a user installs it: the wheel built from this checkout,
 installed (not editable) in a fresh virtualenv, and its commands run from a
 folder outside the checkout: train (a shipped experiment, read from the
-installed package data), export, predict, draw, make-dataset; the benchmarks
-import; the others answer --help.
+installed package data), export, predict, draw, make-dataset; the others
+answer --help.
 About 2-3 minutes: the install takes its dependencies from pip's cache or
 the package registry."""
 import glob
@@ -75,9 +75,6 @@ def test_the_wheel_installs_and_its_commands_run_outside_the_checkout(
   _run([bin_dir / 'spinenet-make-dataset', '--output_dir=shapes',
         '--num_train=2', '--num_val=1', '--image_size=64'], work)
   assert os.path.exists(work / 'shapes' / 'info.json')
-  # The benchmarks are a package: importable without the checkout's paths.
-  _run([bin_dir / 'python', '-c', 'from spinenet_tf.benchmarks import '
-        'benchmark, parity'], work)
   for command, flag in (('spinenet-search', '--n_trials'),
                         ('spinenet-convert-checkpoint', '--model_id'),
                         ('spinenet-permutation-study', '--architectures'),

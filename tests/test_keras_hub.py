@@ -11,7 +11,7 @@ from spinenet_tf import hub
 from spinenet_tf.data import synthetic_shapes
 from spinenet_tf.data.detection_input import build_detection_dataset
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
-from spinenet_tf.benchmarks.model_garden import (
+from benchmarks.model_garden import (
     build_reference, randomize_batch_norm, save_reference_checkpoint)
 
 SIZE = 128

@@ -7,7 +7,7 @@ import pytest
 
 import spinenet_tf
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
-from spinenet_tf.benchmarks.model_garden import (
+from benchmarks.model_garden import (
     build_reference, randomize_batch_norm, save_reference_checkpoint)
 
 # Published counts of the public TF2 implementation (levels 3-7).

@@ -10,7 +10,7 @@ import pytest
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
 from spinenet_tf.models import resnet
 from spinenet_tf.models.retinanet import build_retinanet
-from spinenet_tf.benchmarks.model_garden import (
+from benchmarks.model_garden import (
     build_reference_resnet, build_reference_resnet_classifier,
     build_reference_retinanet_fpn, randomize_batch_norm, save_reference_model)
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from spinenet_tf import configs, specs
-from spinenet_tf.benchmarks.model_garden import (build_reference,
+from benchmarks.model_garden import (build_reference,
                                                  save_reference_checkpoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

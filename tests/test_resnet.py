@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spinenet_tf.models import resnet
-from spinenet_tf.benchmarks.model_garden import build_reference_resnet
+from benchmarks.model_garden import build_reference_resnet
 from tests.test_options_effect import _assert_effect
 
 # tf-models-official 2.20.0, `retinanet_resnetfpn_coco`'s backbone.

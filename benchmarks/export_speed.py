@@ -44,7 +44,7 @@ from official.core import exp_factory
 from official.vision.modeling import factory
 
 from spinenet_tf import cli
-from spinenet_tf.benchmarks.report import write_report
+from benchmarks.report import write_report
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.export.saved_model import (ServingModule, export_saved_model,
                                             normalize)

@@ -29,8 +29,8 @@ from absl import flags
 
 import spinenet_tf
 from spinenet_tf import cli
-from spinenet_tf.benchmarks.report import write_report
-from spinenet_tf.benchmarks.train_speed import synthetic_batch  # numpy only
+from benchmarks.report import write_report
+from benchmarks.train_speed import synthetic_batch  # numpy only
 from spinenet_tf.training import jax_step
 
 FLAGS = flags.FLAGS

@@ -33,9 +33,9 @@ from absl import flags, logging
 
 import spinenet_tf
 from spinenet_tf import cli
-from spinenet_tf.benchmarks import export_speed, input_pipeline, train_speed
-from spinenet_tf.benchmarks.model_garden import build_reference
-from spinenet_tf.benchmarks.report import write_report
+from benchmarks import export_speed, input_pipeline, train_speed
+from benchmarks.model_garden import build_reference
+from benchmarks.report import write_report
 from spinenet_tf.flops import count_flops
 
 # Variant -> input size (backbone, levels 3-7).

@@ -14,7 +14,7 @@ from absl import flags
 
 import spinenet_tf
 from spinenet_tf import cli
-from spinenet_tf.benchmarks.model_garden import (build_reference,
+from benchmarks.model_garden import (build_reference,
                                                  randomize_batch_norm,
                                                  save_reference_checkpoint)
 from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint

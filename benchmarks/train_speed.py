@@ -51,7 +51,7 @@ import time
 from absl import flags
 
 from spinenet_tf import cli
-from spinenet_tf.benchmarks.report import write_report
+from benchmarks.report import write_report
 
 FLAGS = flags.FLAGS
 
