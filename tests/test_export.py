@@ -277,6 +277,30 @@ def test_saved_model_cli_lists_signatures(exported):
     assert f.read() == 'hello'
 
 
+def _op_types(concrete_function):
+  graph = concrete_function.graph.as_graph_def()
+  nodes = [*graph.node, *(n for f in graph.library.function
+                          for n in f.node_def)]
+  return {node.op for node in nodes}
+
+
+def test_fused_nms_and_xla_serving_give_the_same_detections():
+  # The export's default postprocessing uses TF's fused NMS on the whole
+  # batch; jit_compile=True keeps the static, XLA-compilable one per image.
+  model = tiny_detector()
+  images = random_pixels((2, SIZE, SIZE, 3), 3)
+  default, compiled = ServingModule(model), ServingModule(model,
+                                                          jit_compile=True)
+  assert 'CombinedNonMaxSuppression' in _op_types(
+      default.serve_images.get_concrete_function())
+  assert 'CombinedNonMaxSuppression' not in _op_types(
+      compiled.serve_images.get_concrete_function())
+  fused = {k: v.numpy() for k, v in default.serve_images(images).items()}
+  assert fused['num_detections'].min() > 10
+  _assert_detections_close(
+      fused, {k: v.numpy() for k, v in compiled.serve_images(images).items()})
+
+
 def test_classifier_serving_module():
   keras.utils.set_random_seed(0)
   model = randomize_weights(build_classifier(5, 'mobile-49XS',

@@ -54,7 +54,7 @@ def _run(strategy_name, jit, out, precision='float32'):
       'train_data': {'source': 'i_naturalist2017',
                      'global_batch_size': GLOBAL_BATCH},
       'eval_data': {'source': 'i_naturalist2017'},
-      'optimizer': {'type': 'sgd', 'momentum': 0.0, 'l2_weight_decay': 1e-3,
+      'optimizer': {'type': 'sgd', 'momentum': 0.9, 'l2_weight_decay': 1e-3,
                     'global_clipnorm': 0.5},
       'schedule': {'learning_rate': 1.0},
       'trainer': {'train_steps': 1, 'steps_per_loop': 1, 'seed': 0,

@@ -49,9 +49,11 @@ and resizes it to S x S. Both then normalise with ImageNet's mean and std
 on the 0..255 scale (`data.image_ops.normalize_image`).
 
 The network is a BatchNorm-folded copy (`fold_batchnorm`) unless
-`fold=False`; `dtype='bfloat16'` runs it in bfloat16 (outputs are float32);
-`jit_compile=True` compiles the network and detection postprocessing with
-XLA. The export is written (tf.io.gfile: local or gs:// paths) to a
+`fold=False`; `dtype='bfloat16'` runs it in bfloat16 (outputs are float32).
+Detections come from `detection.tf_postprocess` (TF's fused NMS kernels,
+only the pairs above the score threshold touched, the whole batch at once);
+`jit_compile=True` compiles the network and the static, XLA-compilable
+`detection.postprocess` instead. Both give the same detections. The export is written (tf.io.gfile: local or gs:// paths) to a
 staging folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
 renamed into place, so `export_dir` never holds a partial model; staging
 folders that a killed export left in the same parent (their process gone
@@ -69,6 +71,7 @@ import tensorflow as tf
 from absl import logging
 
 from spinenet_tf.data import image_ops
+from spinenet_tf.detection import tf_postprocess
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.models.retinanet import RetinaNet
 
@@ -260,6 +263,7 @@ class ServingModule(tf.Module):
                        f'{model.inputs[0].shape}.')
     if dtype is not None and not fold:
       raise ValueError('dtype needs fold=True.')
+    self.jit_compile = jit_compile
     self.network = fold_batchnorm(model, dtype) if fold else model
     # Every variable, tracked by the module itself: a SavedModel does not
     # reach the layers a Keras model holds in nested lists (RetinaNet's
@@ -308,15 +312,18 @@ class ServingModule(tf.Module):
     outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
                                     self.network(images, training=False))
     if self.is_detector:
-      return self._detect_each(outputs)
+      if self.jit_compile:
+        return self._detect_each(outputs)
+      return self._postprocess(outputs, tf_postprocess.detect)
     probabilities = tf.nn.softmax(outputs)
     top = tf.math.top_k(probabilities, self.top_k)
     return {'logits': outputs, 'probabilities': probabilities,
             'top_k_classes': top.indices, 'top_k_probabilities': top.values}
 
   def _detect_each(self, outputs):
-    """Postprocesses one image at a time: a static batch of 1 keeps the
-    shapes `postprocess` needs static (a dynamic batch loses them)."""
+    """Postprocesses one image at a time with the XLA-compilable
+    `postprocess.detect`: a static batch of 1 keeps the shapes it needs
+    static (a dynamic batch loses them)."""
     def one(image_outputs):
       detections = self._postprocess(
           tf.nest.map_structure(lambda t: t[None], image_outputs))

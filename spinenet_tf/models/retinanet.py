@@ -188,11 +188,13 @@ class RetinaNet(keras.Model):
         'total_loss']
     return loss + ops.sum(self.losses) if self.losses else loss
 
-  def postprocess(self, outputs):
-    """Raw outputs -> padded detections (see `postprocess.detect`)."""
+  def postprocess(self, outputs, detect_fn=postprocess.detect):
+    """Raw outputs -> padded detections (see `postprocess.detect`; the
+    TensorFlow export passes `tf_postprocess.detect`, the same function
+    with TF's kernels)."""
     s = self.settings
     class_logits, box_deltas = self.flatten_outputs(outputs)
-    return postprocess.detect(
+    return detect_fn(
         class_logits, box_deltas, self.anchors, self.image_shape,
         s['max_detections'], s['score_threshold'], s['pre_nms_top_k'],
         s['iou_threshold'], s['class_agnostic_nms'], s['box_coder_weights'])
