@@ -24,6 +24,25 @@ def valid_ground_truth(gt_boxes, gt_classes):
           & (xmax > xmin))
 
 
+def _forced_matches(best_anchors, valid, num_anchors):
+  """[B, N]: for each anchor, the lowest index of the valid boxes whose best
+  anchor it is (`best_anchors` [B, M]), M where there is none. A segment
+  minimum over the B * M boxes: no [B, M, N] intermediate."""
+  batch, num_boxes = ops.shape(valid)
+  boxes = ops.broadcast_to(ops.arange(num_boxes, dtype='int32'),
+                           (batch, num_boxes))
+  segments = ops.where(
+      valid, ops.cast(best_anchors, 'int32')
+      + num_anchors * ops.arange(batch, dtype='int32')[:, None],
+      batch * num_anchors)  # invalid boxes: one extra segment
+  lowest = ops.segment_min(ops.reshape(boxes, (-1,)),
+                           ops.reshape(segments, (-1,)),
+                           num_segments=batch * num_anchors + 1)
+  # Empty segments hold the dtype's maximum on every backend.
+  return ops.reshape(ops.minimum(lowest[:-1], num_boxes),
+                     (batch, num_anchors))
+
+
 def assign_targets(anchors, gt_boxes, gt_classes, positive_threshold=0.5,
                    negative_threshold=0.4, force_match=True,
                    box_coder_weights=None):
@@ -61,12 +80,9 @@ def assign_targets(anchors, gt_boxes, gt_classes, positive_threshold=0.5,
   positive = best_iou >= positive_threshold
   negative = best_iou < negative_threshold
   if force_match:
-    best_anchor = ops.argmax(iou, axis=1)  # [B, M]
-    claims = ((ops.expand_dims(best_anchor, -1) == ops.arange(num_anchors))
-              & ops.expand_dims(valid, -1))  # [B, M, N]
-    forced = ops.any(claims, axis=1)
-    matched = ops.where(forced, ops.argmax(ops.cast(claims, 'int32'), axis=1),
-                        matched)
+    forced_box = _forced_matches(ops.argmax(iou, axis=1), valid, num_anchors)
+    forced = forced_box < ops.shape(gt_classes)[1]
+    matched = ops.where(forced, forced_box, matched)
     positive = positive | forced
     negative = negative & ~forced
 
