@@ -1,7 +1,7 @@
 """Exported RetinaNet-SpineNet-49 vs Model Garden's: CPU latency and error.
 
-One run, batch 1, 640x640, every function timed in the same loop, call by
-call in turn, after warm-up calls; median (min-max) ms. Two scopes:
+One run, 640x640, the functions of a scope timed in the same loop, call by
+call in turn, after warm-up calls; median (min-max) ms. Four scopes:
   network    normalised float32 image -> raw class and box outputs: Model
              Garden's backbone + head; our Keras model; our BatchNorm-folded
              network in float32 / bfloat16, with and without XLA.
@@ -13,6 +13,18 @@ call in turn, after warm-up calls; median (min-max) ms. Two scopes:
              NMS and box mapping included), saved and loaded back with
              `tf.saved_model.load` (--quick: the serving module in process,
              no XLA rows).
+  inference, 3500 candidates
+             Model Garden's batched-NMS inference and our float32 export
+             with a detection load: each side's class bias shifted so that
+             3,500 (anchor, class) pairs of the image score above 0.05
+             (spread over the image, as a trained detector's are not), so
+             that NMS has work to do.
+  batch 8    serving throughput: Model Garden's batched-NMS inference and
+             our exports (without XLA) on 8 images per call; images/s
+             (detection load as in the scope above).
+With --profile_ops, one image with the detection load through our float32
+export and through Model Garden's batched-NMS inference is traced with the
+TF profiler and each side's top op types are listed (benchmarks/profile.py).
 Error: max |output - unfolded float32 Keras output| over the raw outputs of
 each of our networks on the same image.
 
@@ -22,11 +34,13 @@ convs get stddev 0.01, so that folding changes every conv and the outputs
 vary. Model Garden's model is built from its `retinanet_spinenet_coco`
 experiment config with `factory.build_retinanet`, with use_sync_bn off
 (one replica: SyncBatchNormalization is not fused and would only slow it).
-With random weights no score passes its 0.05 threshold, which keeps Model
-Garden's detection generator at its cheapest.
+With these random weights no score passes the 0.05 threshold in the
+network and inference scopes, which keeps both detection generators at
+their cheapest; the loaded scope below gives them work.
 
   python scripts/bench_export.py --output_md export.md --output_json e.json
   python scripts/bench_export.py --quick
+  python scripts/bench_export.py --quick --profile_ops
 """
 import gc
 import os
@@ -44,6 +58,7 @@ from official.core import exp_factory
 from official.vision.modeling import factory
 
 from spinenet_tf import cli
+from benchmarks import profile
 from benchmarks.report import write_report
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.export.saved_model import (ServingModule, export_saved_model,
@@ -53,9 +68,10 @@ from spinenet_tf.models.retinanet import build_retinanet
 FLAGS = flags.FLAGS
 
 SIZE = 640
+THROUGHPUT_BATCH = 8
+LOADED_CANDIDATES = 3500  # pairs above the score threshold, 'loaded' scope
 MG = 'Model Garden'
 MG_BATCHED = 'Model Garden, batched NMS'
-
 
 
 def build_ours():
@@ -129,10 +145,10 @@ def _variants(quick):
   return variants
 
 
-def _serving_functions(model, quick, directory):
-  """{name: serving_default} of each export variant."""
+def _serving_functions(model, quick, directory, variants=None):
+  """{name: serving_default} of each export variant (default: all)."""
   functions = {}
-  for name, dtype, xla in _variants(quick):
+  for name, dtype, xla in variants or _variants(quick):
     start = time.time()
     if quick:
       functions[f'ours, serving module {name}'] = ServingModule(
@@ -146,32 +162,54 @@ def _serving_functions(model, quick, directory):
   return functions
 
 
-def _rows(scope, times, errors, scale):
+def _load_candidates(bias, class_outputs, count=LOADED_CANDIDATES,
+                     score_threshold=0.05, num_classes=91):
+  """Adds to the class `bias` variable what makes `count` (anchor, class)
+  pairs of this image's `class_outputs` ({level: [1, H, W, A * C]} or a
+  list of them, background slot 0 left out) score above the threshold."""
+  logits = np.concatenate([np.reshape(np.asarray(t), [-1, num_classes])[:, 1:]
+                           .ravel() for t in tf.nest.flatten(class_outputs)])
+  kth_largest = np.partition(logits, -count)[-count]
+  threshold = np.log(score_threshold / (1 - score_threshold))
+  # Half-way to the next logit down, so that exactly `count` pass.
+  below = np.partition(logits, -count - 1)[-count - 1]
+  bias.assign_add(np.full(bias.shape, threshold - (kth_largest + below) / 2,
+                          np.float32))
+
+
+def _rows(scope, times, errors, scale, batch=1):
   """One row per function; speedups are Model Garden's median / this one's
   (and, for inference, Model Garden's with batched NMS / this one's)."""
   rows = []
   for name, values in times.items():
     median = statistics.median(values)
+    throughput = {'batch': batch, 'images_per_s': 1000 * batch / median}
     speedups = {key: statistics.median(times[peer]) / median
                 for key, peer in (('speedup_vs_model_garden', MG),
                                   ('speedup_vs_model_garden_batched_nms',
                                    MG_BATCHED)) if peer in times}
     rows.append({'scope': scope, 'name': name, 'median_ms': median,
                  'min_ms': min(values), 'max_ms': max(values),
-                 'repeats': len(values), **speedups,
+                 'repeats': len(values), **throughput, **speedups,
                  'max_abs_diff': errors.get(name),
                  'max_abs_output': scale if name in errors else None})
   return rows
 
 
-def measure(quick=False, repeats=20, warmup=3):
-  """Latency and error rows of both scopes (see the module doc)."""
+def measure(quick=False, repeats=20, warmup=3, profile_ops=False,
+            batch=THROUGHPUT_BATCH):
+  """Rows of the four scopes (see the module doc) and, with
+  `profile_ops`, {'ours': op seconds, 'model_garden': op seconds} of our
+  float32 export and Model Garden's batched-NMS inference on one image
+  with the detection load."""
   if quick:
     repeats, warmup = 3, 1
   keras.utils.set_random_seed(0)
   rng = np.random.default_rng(1)
-  pixels = tf.constant(rng.integers(0, 256, (1, SIZE, SIZE, 3)), tf.uint8)
+  pixels = tf.constant(rng.integers(0, 256, (batch, SIZE, SIZE, 3)),
+                       tf.uint8)
   images = normalize(pixels)
+  pixels_1, images_1 = pixels[:1], images[:1]
   ours = build_ours()
   reference = build_model_garden()
 
@@ -181,57 +219,89 @@ def measure(quick=False, repeats=20, warmup=3):
       features = reference.decoder(features, training=False)
     return reference.head(features, training=False)
 
-  expected = tf.nest.flatten(ours(images, training=False))
-  network = {MG: (tf.function(mg_network), images),
+  expected = tf.nest.flatten(ours(images_1, training=False))
+  network = {MG: (tf.function(mg_network), images_1),
              'ours, Keras model': (
-                 tf.function(lambda x: ours(x, training=False)), images)}
+                 tf.function(lambda x: ours(x, training=False)), images_1)}
   errors = {}
   for name, dtype, xla in _variants(quick):
     folded = fold_batchnorm(ours, dtype)
     key = f'ours, folded {name}'
-    network[key] = (tf.function(folded, jit_compile=xla), images)
-    errors[key] = _difference(network[key][0](images), expected)
+    network[key] = (tf.function(folded, jit_compile=xla), images_1)
+    errors[key] = _difference(network[key][0](images_1), expected)
   rows = _rows('network', time_interleaved(network, repeats, warmup), errors,
                _max_abs(expected))
   del network
   gc.collect()
 
+  profile_result = None
   with tempfile.TemporaryDirectory() as directory:
     batched = build_model_garden('batched')
-    inference = {
-        MG: (tf.function(lambda x: reference(x, training=False)), images),
-        MG_BATCHED: (tf.function(lambda x: batched(x, training=False)),
-                     images),
-        'ours, Keras model.detect': (tf.function(ours.detect), images)}
-    inference.update({name: (fn, pixels) for name, fn in
-                      _serving_functions(ours, quick, directory).items()})
+    mg_inference = tf.function(lambda x: reference(x, training=False))
+    mg_batched = tf.function(lambda x: batched(x, training=False))
+    serving = _serving_functions(ours, quick, directory)
+    inference = {MG: (mg_inference, images_1),
+                 MG_BATCHED: (mg_batched, images_1),
+                 'ours, Keras model.detect': (tf.function(ours.detect),
+                                              images_1)}
+    inference.update({name: (fn, pixels_1) for name, fn in serving.items()})
     rows += _rows('inference', time_interleaved(inference, repeats, warmup),
                   {}, None)
+    # The same again with a detection load: both class biases shifted so
+    # that LOADED_CANDIDATES (anchor, class) pairs pass the score threshold.
+    _load_candidates(ours.head.class_logits.bias,
+                     ours(images_1, training=False)['class_outputs'])
+    _load_candidates(batched.head._classifier.bias,  # pylint: disable=protected-access
+                     batched.head(batched.backbone(images_1))[0])
+    serving = _serving_functions(
+        ours, quick, os.path.join(directory, 'loaded'),
+        [variant for variant in _variants(quick) if not variant[2]])
+    loaded = {MG_BATCHED: (mg_batched, images_1)}
+    loaded.update({name: (fn, pixels_1) for name, fn in serving.items()})
+    rows += _rows(f'inference, {LOADED_CANDIDATES} candidates',
+                  time_interleaved(loaded, repeats, warmup), {}, None)
+    if profile_ops:
+      float32 = next(fn for name, fn in serving.items()
+                     if name.endswith(' float32'))
+      profile_result = {
+          'ours': profile.op_seconds(lambda: float32(pixels_1)),
+          'model_garden': profile.op_seconds(lambda: mg_batched(images_1))}
+    throughput = {MG_BATCHED: (mg_batched, images)}
+    throughput.update({name: (fn, pixels) for name, fn in serving.items()})
+    rows += _rows(f'batch {batch}', time_interleaved(
+        throughput, max(2, repeats // 4), min(warmup, 1)), {}, None, batch)
   keras.backend.clear_session()
-  return rows
+  return rows, profile_result
 
 
-def table(rows):
+def table(rows, profile_result=None):
   lines = [
-      f'RetinaNet-SpineNet-49, {SIZE}x{SIZE}, batch 1, {os.cpu_count()} CPU '
-      'cores; median (min-max) ms, all functions in turn in one loop. '
-      'Speedup: Model Garden\'s median / this median (inference: also vs '
-      'Model Garden with batched NMS). Error: max |raw output - unfolded '
-      'float32 Keras output| (largest |output| in brackets).',
+      f'RetinaNet-SpineNet-49, {SIZE}x{SIZE}, {os.cpu_count()} CPU cores; '
+      'median (min-max) ms per call, all functions of a scope in turn in '
+      'one loop; network and inference: batch 1. Speedup: Model Garden\'s '
+      'median / this median (inference and batch: also vs Model Garden '
+      'with batched NMS). Error: max |raw output - unfolded float32 Keras '
+      'output| (largest |output| in brackets).',
       '',
-      '| scope | function | ms | vs Model Garden | vs MG batched NMS | '
-      'error |',
-      '|---|---|---|---|---|---|',
+      '| scope | function | ms | images/s | vs Model Garden | '
+      'vs MG batched NMS | error |',
+      '|---|---|---|---:|---|---|---|',
   ]
   for r in rows:
     error = ('' if r['max_abs_diff'] is None else
              f"{r['max_abs_diff']:.2g} ({r['max_abs_output']:.3g})")
-    batched = r.get('speedup_vs_model_garden_batched_nms')
+    speedups = [r.get(key) for key in ('speedup_vs_model_garden',
+                                       'speedup_vs_model_garden_batched_nms')]
+    cells = ['' if value is None else f'{value:.2f}' for value in speedups]
     lines.append(
         f"| {r['scope']} | {r['name']} | {r['median_ms']:.1f} "
-        f"({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
-        f"{r['speedup_vs_model_garden']:.2f} | "
-        f"{'' if batched is None else f'{batched:.2f}'} | {error} |")
+        f"({r['min_ms']:.1f}-{r['max_ms']:.1f}) | {r['images_per_s']:.2f} | "
+        f"{cells[0]} | {cells[1]} | {error} |")
+  if profile_result:
+    lines += ['', profile.top_ops_table(
+        'Inference, one image, detection load (ours: float32 export; Model '
+        'Garden: batched NMS)', profile_result['ours'],
+        profile_result['model_garden'])]
   return '\n'.join(lines)
 
 
@@ -243,14 +313,20 @@ def define_flags():
                        lower_bound=1)
   flags.DEFINE_integer('warmup', 3, 'Untimed calls per function first.',
                        lower_bound=0)
+  flags.DEFINE_bool('profile_ops', False, 'Also trace one image (detection '
+                    'load) through our float32 export and Model Garden\'s '
+                    'batched-NMS inference with the TF profiler and list '
+                    'the top op types of each.')
   flags.DEFINE_string('output_json', None, 'Write the rows as JSON here.')
   flags.DEFINE_string('output_md', None, 'Write the markdown table here.')
 
 
 def main(argv):
   cli.refuse_arguments(argv)
-  rows = measure(FLAGS.quick, FLAGS.repeats, FLAGS.warmup)
-  write_report(table(rows) + '\n', {'rows': rows}, FLAGS.output_md,
+  rows, profile_result = measure(FLAGS.quick, FLAGS.repeats, FLAGS.warmup,
+                                 FLAGS.profile_ops)
+  write_report(table(rows, profile_result) + '\n',
+               {'rows': rows, 'profile': profile_result}, FLAGS.output_md,
                FLAGS.output_json)
 
 

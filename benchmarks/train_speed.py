@@ -51,6 +51,7 @@ import time
 from absl import flags
 
 from spinenet_tf import cli
+from benchmarks import profile
 from benchmarks.report import write_report
 
 FLAGS = flags.FLAGS
@@ -343,8 +344,9 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
                 f'{MG} {times[MG][-1]:.2f} s')
     parts = _breakdown(ours, mg, images, boxes, classes, steps) if (
         breakdown) else None
-    op_seconds = {'ours': _op_seconds(ours_step),
-                  'model_garden': _op_seconds(mg_step)} if profile_ops else None
+    op_seconds = {'ours': profile.op_seconds(ours_step),
+                  'model_garden': profile.op_seconds(mg_step)} if (
+                      profile_ops) else None
     (means, finite), mg_loss = results['ours'], results[MG]
     losses = {'ours': float(means[ours.loss_names.index('loss')]),
               MG: float(mg_loss)}
@@ -389,38 +391,6 @@ def measure(image_size=256, batch_size=4, steps=10, warmup=2, quick=False,
   if op_seconds is not None:
     row['op_seconds'] = op_seconds
   return [row]
-
-
-def _op_seconds(step, num_steps=2):
-  """{TF op type: thread seconds per step} of a profiler trace of `step`."""
-  # pylint: disable=import-outside-toplevel
-  import collections
-  import glob
-  import tensorflow as tf
-  from tensorflow.tsl.profiler.protobuf import xplane_pb2
-  with tempfile.TemporaryDirectory() as logdir:
-    tf.profiler.experimental.start(logdir)
-    for _ in range(num_steps):
-      _sync(step())
-    tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    (path,) = glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
-                        recursive=True)
-    with open(path, 'rb') as f:
-      space.ParseFromString(f.read())
-  seconds = collections.Counter()
-  for plane in space.planes:
-    if not plane.name.startswith('/host:CPU'):
-      continue
-    for line in plane.lines:
-      for event in line.events:
-        name = plane.event_metadata[event.metadata_id].name
-        op_name, _, op_type = name.rpartition(':')
-        # 'op_name:OpType' events are TF ops ('Scope::Event' and whole
-        # functions ('...: __inference_...') are not).
-        if op_name and not op_name.endswith(':') and op_type.isidentifier():
-          seconds[op_type] += event.duration_ps / 1e12
-  return {k: v / num_steps for k, v in seconds.most_common()}
 
 
 def _breakdown(ours, mg, images, boxes, classes, steps):
@@ -504,17 +474,17 @@ def table(rows):
     for measure, v in timings:
       line(measure, v['ours'], v['model_garden'],
            v['model_garden'] / v['ours'])
-    ops = r.get('op_seconds', {})
-    for op_type in list(ops.get('ours', {}))[:20]:
-      line(f'profile: {op_type} thread s', ops['ours'][op_type],
-           ops['model_garden'].get(op_type, 0.0),
-           ops['model_garden'].get(op_type, 0.0) / ops['ours'][op_type])
     p = r['trainable_params']
     line('trainable parameters', p['ours'], p['model_garden'],
          p['ours'] / p['model_garden'], ',')
     loss = r['last_loss']
     line('loss of the last step (sanity)', loss['ours'],
          loss['model_garden'], None)
+  for r in rows:
+    if 'op_seconds' in r:
+      lines += ['', profile.top_ops_table(
+          f"{r['name']}, one step", r['op_seconds']['ours'],
+          r['op_seconds']['model_garden'])]
   return '\n'.join(lines)
 
 

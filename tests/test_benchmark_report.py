@@ -23,16 +23,19 @@ def test_summary_ratio_is_above_one_when_ours_is_better():
 
 def test_export_summary_compares_inference_with_batched_nms():
   mg, batched = export_speed.MG, export_speed.MG_BATCHED
-  rows = [{'scope': 'network', 'name': mg, 'median_ms': 90.0},
-          {'scope': 'network', 'name': 'ours, folded float32',
-           'median_ms': 45.0},
-          {'scope': 'inference', 'name': mg, 'median_ms': 600.0},
-          {'scope': 'inference', 'name': batched, 'median_ms': 100.0},
-          {'scope': 'inference', 'name': 'ours, SavedModel float32',
-           'median_ms': 80.0}]
+  def row(scope, name, median_ms, batch=1):
+    return {'scope': scope, 'name': name, 'median_ms': median_ms,
+            'batch': batch, 'images_per_s': 1000 * batch / median_ms}
+
+  rows = [row('network', mg, 90.0),
+          row('network', 'ours, folded float32', 45.0),
+          row('inference', mg, 600.0), row('inference', batched, 100.0),
+          row('inference', 'ours, SavedModel float32', 80.0),
+          row('batch 8', batched, 800.0, 8),
+          row('batch 8', 'ours, SavedModel float32', 400.0, 8)]
   summary = benchmark.export_summary(rows)
-  assert [(r['model_garden'], r['ratio']) for r in summary] == [
-      (90.0, 2.0), (100.0, 1.25)]
+  assert [(r['model_garden'], r['ratio'], r['unit']) for r in summary] == [
+      (90.0, 2.0, 'ms'), (100.0, 1.25, 'ms'), (10.0, 2.0, 'images/s')]
 
 
 def test_short_run_writes_markdown_and_json(tmp_path):

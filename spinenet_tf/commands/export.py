@@ -58,7 +58,8 @@ flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   "Compute dtype of the exported network (default: the "
                   "model's, float32); needs --fold_batchnorm.")
 flags.DEFINE_bool('xla', False, 'Compile the network and postprocessing '
-                  'with XLA.')
+                  'with XLA (detection: the static-shape NMS; without it, '
+                  "TensorFlow's fused NMS kernel, the same detections).")
 flags.DEFINE_integer('top_k', 5, 'Classification: top-k outputs.')
 flags.mark_flag_as_required('config_file')
 

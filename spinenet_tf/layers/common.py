@@ -150,14 +150,23 @@ class BatchNorm(keras.layers.BatchNormalization):
       return super().call(inputs, training=training, mask=mask)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if training and self.trainable:
+      # The kernel updates the moving statistics itself (one op instead of
+      # about twenty per layer): new = m * old + (1 - m) * batch, with the
+      # batch variance unbiased by n / (n - 1). Keras's is the biased one,
+      # so the stored variance goes in scaled by that factor and comes out
+      # divided by it: m * old + (1 - m) * biased batch variance.
+      if inputs.shape[:-1].is_fully_defined():
+        count = inputs.shape[:-1].num_elements()
+        bessel = count / max(count - 1, 1)
+      else:
+        count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
+        bessel = count / tf.maximum(count - 1.0, 1.0)
       y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-      count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
-      variance *= tf.maximum(count - 1, 0.0) / count  # unbiased -> biased
-      m = self.momentum
-      self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-      self.moving_variance.assign(self.moving_variance * m
-                                  + variance * (1.0 - m))
+          inputs, self.gamma, self.beta, mean=self.moving_mean,
+          variance=self.moving_variance * bessel, epsilon=self.epsilon,
+          is_training=True, exponential_avg_factor=1.0 - self.momentum)
+      self.moving_mean.assign(mean)
+      self.moving_variance.assign(variance / bessel)
     else:
       y, _, _ = tf.compat.v1.nn.fused_batch_norm(
           inputs, self.gamma, self.beta, mean=self.moving_mean,
