@@ -7,10 +7,9 @@
 A conv (kernel W, bias b, 0 without one) followed by inference-mode BN
 (gamma, beta, mean, variance, epsilon) equals a conv with
   W' = W * s,  b' = (b - mean) * s + beta,  s = gamma / sqrt(variance + eps),
-s scaling each output channel. The copy replaces the conv, BN and activation
-of every `ConvNormAct` by one `FoldedConv` (conv + BiasAdd + activation,
-which grappler fuses into one op on CPU; Keras 3's BN is a Mul and an Add it
-cannot fuse), and a
+s scaling each output channel. The copy replaces the conv and BN of every
+`ConvNormAct` by one `FoldedConv` (conv + BiasAdd, which grappler fuses into
+one op on CPU; Keras 3's BN is a Mul and an Add it cannot fuse), and a
 RetinaNet head by a `FoldedRetinaNetHead`: its convs are shared across
 levels but each level has its own BN, so the folded head holds one conv per
 level. Other layers (SE convs, fusion, pooling, dense) are copied unchanged.
@@ -26,10 +25,6 @@ import tensorflow as tf
 
 from spinenet_tf.layers.common import ConvNormAct
 from spinenet_tf.models.retinanet import RetinaNet
-
-
-# FoldedConv's activations ('linear' is None).
-_ACTIVATIONS = (None, 'relu', 'swish')
 
 
 def _numpy(variable):
@@ -65,22 +60,12 @@ class FoldedConv(keras.layers.Layer):
     bias: [out].
     strides: int.
     depthwise: a depthwise convolution.
-    activation: None, 'relu' or 'swish', applied after the bias. Swish is
-      written x * sigmoid(x): grappler's remapper fuses that form into the
-      convolution on CPU (oneDNN), where `tf.nn.silu` (a custom gradient)
-      stays a separate op, another pass over memory (RetinaNet-SpineNet-49
-      at 640: ~7% of the network's time).
   """
 
-  def __init__(self, kernel, bias, strides=1, depthwise=False,
-               activation=None, **kwargs):
+  def __init__(self, kernel, bias, strides=1, depthwise=False, **kwargs):
     super().__init__(**kwargs)
     self.strides = int(strides)
     self.depthwise = depthwise
-    if activation not in _ACTIVATIONS:
-      raise ValueError(f'activation must be one of {list(_ACTIVATIONS)}, got '
-                       f'{activation!r}.')
-    self.activation = activation
     self.kernel = self.add_weight(shape=kernel.shape, name='kernel',
                                   initializer='zeros', trainable=False)
     self.bias = self.add_weight(shape=bias.shape, name='bias',
@@ -90,7 +75,7 @@ class FoldedConv(keras.layers.Layer):
     self.built = True
 
   @classmethod
-  def from_layers(cls, conv, norm=None, activation=None, **kwargs):
+  def from_layers(cls, conv, norm=None, **kwargs):
     """The fold of Keras conv `conv` and BatchNormalization `norm`."""
     strides = tuple(conv.strides)
     if (conv.padding != 'same' or tuple(conv.dilation_rate) != (1, 1) or
@@ -99,8 +84,7 @@ class FoldedConv(keras.layers.Layer):
       raise ValueError(f'{conv.name}: only convs with "same" padding, equal '
                        'strides, no dilation and depth multiplier 1 fold.')
     kernel, bias = fold_conv_and_norm(conv, norm)
-    return cls(kernel, bias, strides[0], _is_depthwise(conv), activation,
-               **kwargs)
+    return cls(kernel, bias, strides[0], _is_depthwise(conv), **kwargs)
 
   def call(self, inputs):
     strides = [1, self.strides, self.strides, 1]
@@ -108,10 +92,7 @@ class FoldedConv(keras.layers.Layer):
       x = tf.nn.depthwise_conv2d(inputs, self.kernel, strides, 'SAME')
     else:
       x = tf.nn.conv2d(inputs, self.kernel, strides, 'SAME')
-    x = tf.nn.bias_add(x, self.bias)
-    if self.activation == 'swish':
-      return x * tf.sigmoid(x)
-    return tf.nn.relu(x) if self.activation == 'relu' else x
+    return tf.nn.bias_add(x, self.bias)
 
   def compute_output_shape(self, input_shape):
     size = [None if s is None else -(-s // self.strides)
@@ -130,13 +111,13 @@ class FoldedRetinaNetHead(keras.layers.Layer):
   def __init__(self, head, **kwargs):
     super().__init__(name=head.name, **kwargs)
     self.levels = list(head.levels)
-    activation = None if head.activation == 'linear' else head.activation
+    self._activation_fn = keras.activations.get(head.activation or 'linear')
     self.towers, self.output_convs = {}, {}
     for subnet, convs, norms, output in (
         ('class', head.class_convs, head.class_norms, head.class_logits),
         ('box', head.box_convs, head.box_norms, head.box_deltas)):
       self.towers[subnet] = {
-          level: [FoldedConv.from_layers(conv, norm, activation,
+          level: [FoldedConv.from_layers(conv, norm,
                                          name=f'{subnet}_conv{i}_level{level}')
                   for i, (conv, norm) in enumerate(zip(convs, norms[level]))]
           for level in self.levels}
@@ -150,7 +131,7 @@ class FoldedRetinaNetHead(keras.layers.Layer):
       for subnet, level_outputs in results.items():
         x = features[level]
         for conv in self.towers[subnet][level]:
-          x = conv(x)
+          x = self._activation_fn(conv(x))
         level_outputs[level] = self.output_convs[subnet](x)
     return results['class'], results['box']
 
@@ -188,13 +169,10 @@ def _folded_copy(model):
   if [u.path for u in originals] != [u.path for u in copies]:
     raise ValueError(f'{model.name}: its copy has different layers.')
   for original, unit in zip(originals, copies):
-    activation = None if unit.activation == 'linear' else unit.activation
     _replace_sublayer(unit, 'conv', FoldedConv.from_layers(
-        original.conv, original.norm, activation, name='conv',
-        dtype=unit.dtype_policy))
+        original.conv, original.norm, name='conv', dtype=unit.dtype_policy))
     _replace_sublayer(unit, 'norm', keras.layers.Identity(
         name='norm', dtype=unit.dtype_policy))
-    unit.activation = None  # applied by the folded conv
   return copy
 
 
