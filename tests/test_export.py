@@ -61,12 +61,15 @@ def random_pixels(shape, seed=0):
   return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 
-def _assert_detections_close(actual, expected):
+def assert_detections_close(actual, expected, score_atol=1e-5,
+                            box_atol=1e-3):
   np.testing.assert_array_equal(actual['num_detections'],
                                 expected['num_detections'])
   np.testing.assert_array_equal(actual['classes'], expected['classes'])
-  np.testing.assert_allclose(actual['scores'], expected['scores'], atol=1e-5)
-  np.testing.assert_allclose(actual['boxes'], expected['boxes'], atol=1e-3)
+  np.testing.assert_allclose(actual['scores'], expected['scores'],
+                             atol=score_atol)
+  np.testing.assert_allclose(actual['boxes'], expected['boxes'],
+                             atol=box_atol)
 
 
 # --- folding -----------------------------------------------------------------
@@ -202,7 +205,7 @@ def test_fresh_process_outputs_equal_keras_model(exported,
   expected = {k: v.numpy() for k, v in
               model.detect(normalize(inputs['square'])).items()}
   assert expected['num_detections'][0] > 10  # scores are spread out
-  _assert_detections_close(square, expected)
+  assert_detections_close(square, expected)
 
   # A 96x200 image: scaled by 128/200 into the top left, boxes mapped back.
   padded, scale = resize_and_pad(inputs['wide'], (SIZE, SIZE))
@@ -211,12 +214,12 @@ def test_fresh_process_outputs_equal_keras_model(exported,
   expected['boxes'] = np.minimum(expected['boxes'] / np.tile(scale, 2),
                                  limits)
   wide = _numpy(results['wide'])
-  _assert_detections_close(wide, expected)
+  assert_detections_close(wide, expected)
   assert (wide['boxes'] <= limits).all() and (wide['boxes'] >= 0).all()
 
   # PNG bytes of both sizes in one batch, and the same as tf.Examples.
   encoded = _numpy(results['bytes'])
-  _assert_detections_close(encoded, {k: np.concatenate([square[k], wide[k]])
+  assert_detections_close(encoded, {k: np.concatenate([square[k], wide[k]])
                                      for k in square})
   for k, v in _numpy(results['examples']).items():
     np.testing.assert_array_equal(v, encoded[k])
@@ -297,7 +300,7 @@ def test_fused_nms_and_xla_serving_give_the_same_detections():
       compiled.serve_images.get_concrete_function())
   fused = {k: v.numpy() for k, v in default.serve_images(images).items()}
   assert fused['num_detections'].min() > 10
-  _assert_detections_close(
+  assert_detections_close(
       fused, {k: v.numpy() for k, v in compiled.serve_images(images).items()})
 
 

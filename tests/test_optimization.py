@@ -33,11 +33,18 @@ def test_fused_sgd_equals_keras_sgd(options):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_fused_sgd_runs_the_fused_kernel():
-  variable = keras.Variable(np.ones(4, np.float32))
-  optimizer = FusedSGD(0.1, momentum=0.9)
-  optimizer.build([variable])
-  graph = tf.function(lambda g: optimizer.apply([g], [variable])
+def test_fused_sgd_runs_the_fused_kernel_and_reads_the_rate_once():
+  variables = [keras.Variable(np.ones(4, np.float32)) for _ in range(5)]
+  optimizer = FusedSGD(0.1, momentum=0.9)  # a constant rate: a variable
+  optimizer.build(variables)
+  graph = tf.function(lambda g: optimizer.apply([g] * 5, variables)
                       ).get_concrete_function(tf.ones(4)).graph
-  ops = {op.type for op in graph.get_operations()}
-  assert 'ResourceApplyKerasMomentum' in ops
+  operations = graph.get_operations()
+  assert [op.type for op in operations].count(
+      'ResourceApplyKerasMomentum') == 5
+  rate = optimizer._learning_rate.value.handle  # pylint: disable=protected-access
+  (inside,) = [internal.name for external, internal in graph.captures
+               if external is rate]
+  reads = [op for op in operations if op.type == 'ReadVariableOp' and
+           op.inputs[0].name == inside]
+  assert len(reads) == 1  # Keras reads it once per variable

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from spinenet_tf.detection import anchors as anchors_lib
 from spinenet_tf.detection import postprocess, tf_postprocess
+from tests.test_export import assert_detections_close
 
 SIZE = 256
 ANCHORS = anchors_lib.flatten_anchors(anchors_lib.generate_anchors(
@@ -34,11 +35,7 @@ def _both(logits, deltas, **options):
 
 
 def _assert_equal_detections(static, fused):
-  np.testing.assert_array_equal(fused['num_detections'],
-                                static['num_detections'])
-  np.testing.assert_array_equal(fused['classes'], static['classes'])
-  np.testing.assert_allclose(fused['scores'], static['scores'], atol=1e-6)
-  np.testing.assert_allclose(fused['boxes'], static['boxes'], atol=1e-4)
+  assert_detections_close(fused, static, score_atol=1e-6, box_atol=1e-4)
 
 
 @pytest.mark.parametrize('logit_mean', [-9.5, -8.0, -3.0])

@@ -69,6 +69,14 @@ class FusedSGD(keras.optimizers.SGD):
   the same arithmetic. Same variables and checkpoints as Keras SGD; other
   backends, momentum 0 and sparse gradients take Keras's own update."""
 
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    # A constant learning rate is a variable, which Keras would read once
+    # per model variable (490 reads a step for RetinaNet): read it once.
+    if keras.backend.backend() == 'tensorflow':
+      learning_rate = tf.convert_to_tensor(learning_rate)
+    return super()._backend_update_step(grads, trainable_variables,
+                                        learning_rate)
+
   def update_step(self, gradient, variable, learning_rate):
     if (keras.backend.backend() != 'tensorflow' or self.momentum == 0 or
         isinstance(gradient, tf.IndexedSlices)):
