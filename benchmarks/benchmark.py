@@ -48,6 +48,9 @@ VARIANTS = {'49S': 640, '49': 640, '96': 640, '143': 640, '143L': 640,
 QUICK_VARIANTS = ('49S', '49', 'mobile-49XS')
 CONV_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul')
 SECTIONS = ('backbone', 'export', 'pipeline', 'training')
+# Timed training steps per side and setting (the ratio of medians moves
+# +-3% between runs of 10 on this shared 2-core machine).
+TRAINING_STEPS = 20
 
 FLAGS = flags.FLAGS
 
@@ -318,8 +321,8 @@ def main(argv):
         row for size in FLAGS.training_sizes
         for precision in FLAGS.training_precisions
         for row in train_speed.measure(
-            image_size=int(size), quick=FLAGS.quick, precision=precision,
-            profile_ops=FLAGS.profile_ops)]
+            image_size=int(size), steps=TRAINING_STEPS, quick=FLAGS.quick,
+            precision=precision, profile_ops=FLAGS.profile_ops)]
     summary += training_summary(results['training'])
     tables.append(train_speed.table(results['training']))
   results['summary'] = summary
