@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import image_ops
+from spinenet_tf.detection import assigner
 from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import (SYNTHETIC,
@@ -38,6 +39,16 @@ def _per_replica(data, input_context):
   return input_context.get_per_replica_batch_size(data.global_batch_size)
 
 
+def trim_box_padding(boxes, classes):
+  """Boxes [B, M, 4] and classes [B, M] cut after the last real box of the
+  batch (at least one slot). Nothing after it is ever matched, so the
+  anchor targets are the same."""
+  real = assigner.valid_ground_truth(boxes, classes)
+  slots = tf.range(1, tf.shape(real)[1] + 1)
+  keep = tf.maximum(tf.reduce_max(tf.where(real, slots, 0)), 1)
+  return boxes[:, :keep], classes[:, :keep]
+
+
 class Task:
   """Shared parts: the model comes from the config's `model` section."""
 
@@ -51,6 +62,12 @@ class Task:
 
   def _data_dir(self, data):
     return data.data_dir or self.data_dir
+
+  def drop_padding(self, labels):
+    """`labels` without padding the losses do not need, for steps whose
+    shapes may vary from batch to batch (not under XLA or TPU); the same
+    losses. None here."""
+    return labels
 
 
 class DetectionTask(Task):
@@ -90,6 +107,13 @@ class DetectionTask(Task):
 
   def losses(self, model, outputs, labels):
     return model.detection_losses(outputs, labels['boxes'], labels['classes'])
+
+  def drop_padding(self, labels):
+    """The ground truth cut after the batch's last real box: the anchor
+    assignment compares every anchor with every slot, and the padding
+    (max_num_instances, 100 in the COCO configs) is most of them."""
+    return {**labels, **dict(zip(('boxes', 'classes'), trim_box_padding(
+        labels['boxes'], labels['classes'])))}
 
   def evaluate(self, model, dataset=None, steps=0):
     """COCO metrics under the current strategy; `dataset`: `eval_dataset`

@@ -124,6 +124,10 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name='global_step')
     _loop_aggregates_gradients(self.optimizer)
+    # XLA and TPUs need static shapes; elsewhere a step may drop padding.
+    self._static_shapes = tc.jit_compile or isinstance(
+        strategy, (tf.distribute.TPUStrategy,
+                   tf.distribute.experimental.TPUStrategy))
     self.checkpoint = model_checkpoint(
         self.model, optimizer=self.optimizer, step=self.step)
     write_dir = model_dir if self.is_chief else os.path.join(
@@ -171,6 +175,8 @@ class Trainer:
     model, optimizer = self.model, self.optimizer
     num_replicas = self.strategy.num_replicas_in_sync
     variables = model.trainable_variables
+    if not self._static_shapes:
+      labels = self.task.drop_padding(labels)
     with tf.GradientTape() as tape:
       outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
                                       model(images, training=True))
