@@ -53,8 +53,10 @@ The network is a BatchNorm-folded copy (`fold_batchnorm`) unless
 Detections come from `detection.tf_postprocess` (TF's fused NMS kernels,
 only the pairs above the score threshold touched, the whole batch at once);
 `jit_compile=True` compiles the network and the static, XLA-compilable
-`detection.postprocess` instead. Both give the same detections. The export is written (tf.io.gfile: local or gs:// paths) to a
-staging folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
+`detection.postprocess` instead. Both give the same detections.
+
+The export is written (tf.io.gfile: local or gs:// paths) to a staging
+folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
 renamed into place, so `export_dir` never holds a partial model; staging
 folders that a killed export left in the same parent (their process gone
 from this host, or from another host and older than a day) are removed by
