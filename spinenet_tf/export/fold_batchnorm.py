@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spinenet_tf.layers.common import ConvNormAct
+from spinenet_tf.layers.common import ConvNormAct, activation_fn
 from spinenet_tf.models.retinanet import RetinaNet
 
 
@@ -111,7 +111,7 @@ class FoldedRetinaNetHead(keras.layers.Layer):
   def __init__(self, head, **kwargs):
     super().__init__(name=head.name, **kwargs)
     self.levels = list(head.levels)
-    self._activation_fn = keras.activations.get(head.activation or 'linear')
+    self._activation_fn = activation_fn(head.activation)
     self.towers, self.output_convs = {}, {}
     for subnet, convs, norms, output in (
         ('class', head.class_convs, head.class_norms, head.class_logits),

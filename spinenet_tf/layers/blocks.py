@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from spinenet_tf.layers.common import (PACKAGE, ConvNormAct, Layer,
-                                       NormConfigMixin, check_activation,
-                                       norm_config)
+                                       NormConfigMixin, activation_fn,
+                                       check_activation, norm_config)
 from spinenet_tf.layers.stochastic_depth import StochasticDepth
 
 
@@ -22,7 +22,7 @@ class _Block(NormConfigMixin, Layer):
     self.stochastic_depth_rate = float(stochastic_depth_rate or 0.0)
     self._set_norm_config(norm_momentum, norm_epsilon, use_sync_bn,
                           kernel_initializer, kernel_regularizer)
-    self._activation_fn = keras.activations.get(activation)
+    self._activation_fn = activation_fn(activation)
     self.stochastic_depth = (StochasticDepth(
         self.stochastic_depth_rate, name='stochastic_depth',
         dtype=self.dtype_policy) if self.stochastic_depth_rate > 0 else None)

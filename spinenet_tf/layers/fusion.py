@@ -4,7 +4,8 @@ weighted sum) followed by the activation."""
 import keras
 from keras import ops
 
-from spinenet_tf.layers.common import PACKAGE, Layer, check_activation
+from spinenet_tf.layers.common import (PACKAGE, Layer, activation_fn,
+                                       check_activation)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -20,7 +21,7 @@ class BlockFusion(Layer):
     super().__init__(**kwargs)
     self.activation = check_activation(activation)
     self.weighted = weighted
-    self._activation_fn = keras.activations.get(activation or 'linear')
+    self._activation_fn = activation_fn(activation)
 
   def build(self, input_shape):
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) < 1:

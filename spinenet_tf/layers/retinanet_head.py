@@ -11,7 +11,8 @@ import math
 import keras
 
 from spinenet_tf.layers.common import (PACKAGE, BatchNorm, Layer,
-                                       CheckpointListsMixin, check_activation)
+                                       CheckpointListsMixin, activation_fn,
+                                       check_activation)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -47,7 +48,7 @@ class RetinaNetHead(CheckpointListsMixin, Layer):
     self.norm_epsilon = norm_epsilon
     self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
     self.prior_probability = prior_probability
-    self._activation_fn = keras.activations.get(activation or 'linear')
+    self._activation_fn = activation_fn(activation)
     self.levels = [str(level) for level in range(min_level, max_level + 1)]
     bias = -math.log((1 - prior_probability) / prior_probability)
     self.class_convs, self.class_norms, self.class_logits = self._subnet(
