@@ -17,11 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import image_ops
-from spinenet_tf.detection import assigner
 from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import (SYNTHETIC,
                                               build_detection_dataset)
+from spinenet_tf.detection import assigner
 from spinenet_tf.training.detection_eval import evaluate_detector
 from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training.eval_loop import EvalRun
@@ -112,8 +112,8 @@ class DetectionTask(Task):
     """The ground truth cut after the batch's last real box: the anchor
     assignment compares every anchor with every slot, and the padding
     (max_num_instances, 100 in the COCO configs) is most of them."""
-    return {**labels, **dict(zip(('boxes', 'classes'), trim_box_padding(
-        labels['boxes'], labels['classes'])))}
+    boxes, classes = trim_box_padding(labels['boxes'], labels['classes'])
+    return {**labels, 'boxes': boxes, 'classes': classes}
 
   def evaluate(self, model, dataset=None, steps=0):
     """COCO metrics under the current strategy; `dataset`: `eval_dataset`
