@@ -287,21 +287,36 @@ def _op_types(concrete_function):
   return {node.op for node in nodes}
 
 
-def test_fused_nms_and_xla_serving_give_the_same_detections():
-  # The export's default postprocessing uses TF's fused NMS on the whole
-  # batch; jit_compile=True keeps the static, XLA-compilable one per image.
+def _xla_functions(concrete_function):
+  """The op types of each function in the graph's library that XLA must
+  compile."""
+  library = concrete_function.graph.as_graph_def().library.function
+  return [{node.op for node in f.node_def} for f in library
+          if f.attr['_XlaMustCompile'].b]
+
+
+def test_xla_serving_compiles_the_network_and_keeps_the_fused_nms(tmp_path):
+  # jit_compile=True compiles the network alone: the fused NMS (which XLA
+  # cannot compile) runs after it, and the detections, saved and loaded
+  # back, stay the static path's (model.detect) and the plain export's.
   model = tiny_detector()
-  images = random_pixels((2, SIZE, SIZE, 3), 3)
-  default, compiled = ServingModule(model), ServingModule(model,
-                                                          jit_compile=True)
-  assert 'CombinedNonMaxSuppression' in _op_types(
-      default.serve_images.get_concrete_function())
-  assert 'CombinedNonMaxSuppression' not in _op_types(
-      compiled.serve_images.get_concrete_function())
-  fused = {k: v.numpy() for k, v in default.serve_images(images).items()}
-  assert fused['num_detections'].min() > 10
-  assert_detections_close(
-      fused, {k: v.numpy() for k, v in compiled.serve_images(images).items()})
+  pixels = random_pixels((2, SIZE, SIZE, 3), 3)
+  default = ServingModule(model)
+  compiled = export_saved_model(model, tmp_path / 'xla', jit_compile=True)
+  assert not _xla_functions(default.serve_images.get_concrete_function())
+  serving = compiled.serve_images.get_concrete_function()
+  (network_ops,) = _xla_functions(serving)
+  assert 'Conv2D' in network_ops
+  assert 'CombinedNonMaxSuppression' not in network_ops
+  assert 'CombinedNonMaxSuppression' in _op_types(serving)
+  loaded = tf.saved_model.load(str(tmp_path / 'xla'))
+  plain = {k: v.numpy() for k, v in default.serve_images(pixels).items()}
+  xla = {k: v.numpy() for k, v in
+         loaded.signatures['serving_default'](images=pixels).items()}
+  static = {k: v.numpy() for k, v in model.detect(normalize(pixels)).items()}
+  assert plain['num_detections'].min() > 10
+  assert_detections_close(plain, static)
+  assert_detections_close(xla, static)
 
 
 def test_classifier_serving_module():

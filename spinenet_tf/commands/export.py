@@ -4,7 +4,8 @@
       --checkpoint model.weights.h5 --export_dir /models/retinanet/1
   spinenet-export --config_file mobile.yaml --checkpoint ckpt_dir \
       --export_dir /models/mobile/1 --tflite_file mobile.tflite
-  spinenet-export ... --dtype bfloat16 --xla
+  spinenet-export ... --dtype bfloat16   # the fastest on a CPU with AMX
+  spinenet-export ... --xla              # float32, XLA-compiled network
 
 The config file (YAML):
 
@@ -57,9 +58,10 @@ flags.DEFINE_bool('fold_batchnorm', True, 'Fold BatchNorm into the convs.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   "Compute dtype of the exported network (default: the "
                   "model's, float32); needs --fold_batchnorm.")
-flags.DEFINE_bool('xla', False, 'Compile the network and postprocessing '
-                  'with XLA (detection: the static-shape NMS; without it, '
-                  "TensorFlow's fused NMS kernel, the same detections).")
+flags.DEFINE_bool('xla', False, 'Compile the network with XLA (each new '
+                  'batch size compiles on its first call): faster in '
+                  'float32 on a CPU, slower in bfloat16. Postprocessing '
+                  "stays TensorFlow's fused NMS kernel.")
 flags.DEFINE_integer('top_k', 5, 'Classification: top-k outputs.')
 flags.mark_flag_as_required('config_file')
 

@@ -1,7 +1,8 @@
 """SavedModel export of a detector or classifier, with serving signatures.
 
-    export_saved_model(model, '/models/retinanet/1')          # folded float32
-    export_saved_model(model, path, dtype='bfloat16', jit_compile=True)
+    export_saved_model(model, '/models/retinanet/1')  # folded float32
+    export_saved_model(model, path, dtype='bfloat16')  # faster on CPU
+    export_saved_model(model, path, jit_compile=True)  # XLA network
 
 Signatures (N images per call; through image_bytes and tf_example every
 image may have its own size):
@@ -51,9 +52,14 @@ on the 0..255 scale (`data.image_ops.normalize_image`).
 The network is a BatchNorm-folded copy (`fold_batchnorm`) unless
 `fold=False`; `dtype='bfloat16'` runs it in bfloat16 (outputs are float32).
 Detections come from `detection.tf_postprocess` (TF's fused NMS kernels,
-only the pairs above the score threshold touched, the whole batch at once);
-`jit_compile=True` compiles the network and the static, XLA-compilable
-`detection.postprocess` instead. Both give the same detections.
+only the pairs above the score threshold touched, the whole batch at once),
+equal to the static, XLA-compilable `detection.postprocess` that evaluation
+and the JAX backend use. `jit_compile=True` compiles the network with XLA
+(each new batch size compiles once, on its first call); the postprocessing
+stays outside it: XLA has no fused NMS, and the static NMS compiled with
+the network measured slower than the plain export (WORKSPACE "Export
+speed"). On a CPU, XLA sped a float32 network up (~5%) and slowed a
+bfloat16 one down ~5x (measured, WORKSPACE "The benchmark").
 
 The export is written (tf.io.gfile: local or gs:// paths) to a staging
 folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
@@ -251,7 +257,7 @@ class ServingModule(tf.Module):
     fold: fold BatchNorm into the convolutions.
     dtype: compute dtype of the network ('float32', 'bfloat16'); default
       the model's. Needs `fold` (the folded copy is built in that dtype).
-    jit_compile: compile the network and postprocessing with XLA.
+    jit_compile: compile the network with XLA (not the postprocessing).
     top_k: classification top-k outputs (at most the number of classes).
   """
 
@@ -265,7 +271,6 @@ class ServingModule(tf.Module):
                        f'{model.inputs[0].shape}.')
     if dtype is not None and not fold:
       raise ValueError('dtype needs fold=True.')
-    self.jit_compile = jit_compile
     self.network = fold_batchnorm(model, dtype) if fold else model
     # Every variable, tracked by the module itself: a SavedModel does not
     # reach the layers a Keras model holds in nested lists (RetinaNet's
@@ -287,8 +292,8 @@ class ServingModule(tf.Module):
                 'top_k_probabilities': ([self.top_k], tf.float32)}
     # Per image, without the batch dimension.
     self.output_spec = {k: tf.TensorSpec(*v) for k, v in shapes.items()}
-    self._network_fn = tf.function(
-        self._network_outputs, jit_compile=jit_compile,
+    self._raw_outputs = tf.function(
+        self._network_float32, jit_compile=jit_compile,
         input_signature=[tf.TensorSpec([None, *self.image_size, 3])])
     self.serve_images = tf.function(
         self._serve_images,
@@ -308,29 +313,21 @@ class ServingModule(tf.Module):
         self.serve_image_bytes.get_concrete_function(),
         self.serve_tf_examples.get_concrete_function())))
 
+  def _network_float32(self, images):
+    """The network's raw outputs, float32."""
+    return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
+                                 self.network(images, training=False))
+
   def _network_outputs(self, images):
     """Normalised float32 [N, S, S, 3] -> outputs (boxes in model-input
     pixels)."""
-    outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
-                                    self.network(images, training=False))
+    outputs = self._raw_outputs(images)
     if self.is_detector:
-      if self.jit_compile:
-        return self._detect_each(outputs)
       return self._postprocess(outputs, tf_postprocess.detect)
     probabilities = tf.nn.softmax(outputs)
     top = tf.math.top_k(probabilities, self.top_k)
     return {'logits': outputs, 'probabilities': probabilities,
             'top_k_classes': top.indices, 'top_k_probabilities': top.values}
-
-  def _detect_each(self, outputs):
-    """Postprocesses one image at a time with the XLA-compilable
-    `postprocess.detect`: a static batch of 1 keeps the shapes it needs
-    static (a dynamic batch loses them)."""
-    def one(image_outputs):
-      detections = self._postprocess(
-          tf.nest.map_structure(lambda t: t[None], image_outputs))
-      return tf.nest.map_structure(lambda t: t[0], detections)
-    return tf.map_fn(one, outputs, fn_output_signature=self.output_spec)
 
   def _predict(self, images):
     """The network on a normalised batch; an empty batch (which the conv
@@ -339,7 +336,7 @@ class ServingModule(tf.Module):
       return {k: tf.zeros([0, *s.shape], s.dtype)
               for k, s in self.output_spec.items()}
     return tf.cond(tf.shape(images)[0] > 0,
-                   lambda: self._network_fn(images), empty)
+                   lambda: self._network_outputs(images), empty)
 
   def _preprocess(self, images):
     """uint8 [N, h, w, 3] -> (normalised float32 [N, S, S, 3], info
