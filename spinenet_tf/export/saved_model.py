@@ -58,8 +58,9 @@ and the JAX backend use. `jit_compile=True` compiles the network with XLA
 (each new batch size compiles once, on its first call); the postprocessing
 stays outside it: XLA has no fused NMS, and the static NMS compiled with
 the network measured slower than the plain export (WORKSPACE "Export
-speed"). On a CPU, XLA sped a float32 network up (~5%) and slowed a
-bfloat16 one down ~5x (measured, WORKSPACE "The benchmark").
+speed"). On a CPU, XLA sped float32 serving at batch 1 up (~5%) and
+slowed it at batch 8 (~15%) and in bfloat16 (~5x): WORKSPACE "The
+benchmark".
 
 The export is written (tf.io.gfile: local or gs:// paths) to a staging
 folder `.<name>.tmp-<host>-<pid>-<id>` next to `export_dir` and
