@@ -57,8 +57,8 @@ equal to the static, XLA-compilable `detection.postprocess` that evaluation
 and the JAX backend use. `jit_compile=True` compiles the network with XLA
 (each new batch size compiles once, on its first call); the postprocessing
 stays outside it: XLA has no fused NMS, and the static NMS compiled with
-the network measured slower than the plain export (WORKSPACE "Export
-speed"). On a CPU, XLA sped float32 serving at batch 1 up (~5%) and
+the network measured slower than the plain export (WORKSPACE
+"Decisions"). On a CPU, XLA sped float32 serving at batch 1 up (5-9%) and
 slowed it at batch 8 (~15%) and in bfloat16 (~5x): WORKSPACE "The
 benchmark".
 
