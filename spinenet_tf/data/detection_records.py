@@ -3,7 +3,8 @@
 Keys (those Model Garden's `TfExampleDecoder` reads): image/encoded,
 image/height, image/width, image/source_id, image/object/bbox/ymin|xmin|ymax|
 xmax (normalised to [0, 1]), image/object/class/label, image/object/is_crowd,
-image/object/area.
+image/object/area; and, where written, image/object/mask (one PNG per
+instance, 0/1 pixels, the image's size), image/filename, image/format.
 
 `decode_example` returns the *example dict* that every source (TFRecord,
 TFDS, synthetic) produces and `detection_parser` consumes:
@@ -25,9 +26,12 @@ padded to the number of boxes. Checking boxes and classes is the parser's job.
 """
 
 import os
+import uuid
 
 import numpy as np
 import tensorflow as tf
+
+from spinenet_tf import io_utils
 
 _COORDS = ('ymin', 'xmin', 'ymax', 'xmax')
 NO_SOURCE_ID_BUCKETS = 2**63 - 1  # ids 0..2**63-2 for records without one
@@ -55,7 +59,8 @@ def _floats(values):
 
 
 def make_example(encoded_image, height, width, boxes, classes, source_id='',
-                 is_crowd=None, areas=None):
+                 is_crowd=None, areas=None, masks=None, filename=None,
+                 image_format=None):
   """A detection tf.train.Example.
 
   Args:
@@ -66,6 +71,8 @@ def make_example(encoded_image, height, width, boxes, classes, source_id='',
     source_id: image id (str or int).
     is_crowd: optional [N] booleans (default all False).
     areas: optional [N] areas in pixels (default: box areas).
+    masks: optional [N] PNG files of the instance masks.
+    filename, image_format: optional image/filename, image/format.
   """
   boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
   if areas is None:
@@ -84,26 +91,74 @@ def make_example(encoded_image, height, width, boxes, classes, source_id='',
       **{f'image/object/bbox/{c}': _floats(boxes[:, i])
          for i, c in enumerate(_COORDS)},
   }
+  if masks is not None:
+    feature['image/object/mask'] = _bytes(list(masks))
+  if filename is not None:
+    feature['image/filename'] = _bytes([filename.encode()])
+  if image_format is not None:
+    feature['image/format'] = _bytes([image_format.encode()])
   return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def shard_paths(prefix, num_shards):
+  """`{prefix}-00000-of-0000N.tfrecord`, ... (Model Garden's names)."""
+  return [f'{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord'
+          for i in range(num_shards)]
+
+
+class AtomicRecordWriter:
+  """A TFRecordWriter that writes `path` under a temporary name and renames
+  it on `close()`: a killed writer leaves no file under `path`, only the
+  `.tmp-` file (`io_utils.TMP_MARK`). A `with` block that raises removes
+  the temporary file."""
+
+  def __init__(self, path):
+    self.path = path
+    self._tmp = f'{path}{io_utils.TMP_MARK}{uuid.uuid4().hex}'
+    self._writer = tf.io.TFRecordWriter(self._tmp)
+
+  def write(self, record):
+    self._writer.write(record)
+
+  def close(self):
+    self._writer.close()
+    tf.io.gfile.rename(self._tmp, self.path, overwrite=True)
+
+  def abort(self):
+    self._writer.close()
+    if tf.io.gfile.exists(self._tmp):
+      tf.io.gfile.remove(self._tmp)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error_type, *_):
+    if error_type is None:
+      self.close()
+    else:
+      self.abort()
 
 
 def write_tfrecords(prefix, examples, num_shards=1):
   """Writes tf.Examples (or serialized bytes) round-robin into shards
   `{prefix}-00000-of-0000N.tfrecord` (making the folder); returns the file
-  paths."""
-  paths = [f'{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord'
-           for i in range(num_shards)]
+  paths. Each shard appears under its name only once all are written (see
+  `AtomicRecordWriter`); an error or a kill leaves none."""
+  paths = shard_paths(prefix, num_shards)
   if os.path.dirname(prefix):
     tf.io.gfile.makedirs(os.path.dirname(prefix))
-  writers = [tf.io.TFRecordWriter(path) for path in paths]
+  writers = [AtomicRecordWriter(path) for path in paths]
   try:
     for i, example in enumerate(examples):
       if isinstance(example, tf.train.Example):
         example = example.SerializeToString()
       writers[i % num_shards].write(example)
-  finally:
+  except BaseException:
     for writer in writers:
-      writer.close()
+      writer.abort()
+    raise
+  for writer in writers:
+    writer.close()
   return paths
 
 
