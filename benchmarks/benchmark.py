@@ -13,7 +13,10 @@ both sides:
             (export_speed);
   pipeline  detection input pipeline images/s (input_pipeline);
   training  RetinaNet-SpineNet-49 training step images/s at each of
-            --training_sizes and --training_precisions (train_speed).
+            --training_sizes and --training_precisions (train_speed);
+  conversion
+            COCO-format JSON + 640x480 pictures -> TFRecords, images/s
+            with and without masks, 2 processes (coco_conversion).
 The report leads with one summary table (ours, Model Garden, ratio; ratio >
 1 means ours is better), then each section's detail table; --profile_ops
 adds each side's top TF op types (inference and each training setting).
@@ -36,7 +39,8 @@ from absl import flags, logging
 
 import spinenet_tf
 from spinenet_tf import cli
-from benchmarks import export_speed, input_pipeline, train_speed
+from benchmarks import coco_conversion, export_speed, input_pipeline
+from benchmarks import train_speed
 from benchmarks.model_garden import build_reference
 from benchmarks.report import write_report
 from spinenet_tf.flops import count_flops
@@ -47,7 +51,7 @@ VARIANTS = {'49S': 640, '49': 640, '96': 640, '143': 640, '143L': 640,
             'mobile-49XS': 384}
 QUICK_VARIANTS = ('49S', '49', 'mobile-49XS')
 CONV_OPS = ('Conv2D', 'DepthwiseConv2dNative', 'MatMul')
-SECTIONS = ('backbone', 'export', 'pipeline', 'training')
+SECTIONS = ('backbone', 'export', 'pipeline', 'training', 'conversion')
 # Timed training steps per side and setting (the ratio of medians moves
 # +-3% between runs of 10 on this shared 2-core machine).
 TRAINING_STEPS = 20
@@ -230,6 +234,15 @@ def training_summary(rows):
                    'higher') for r in rows]
 
 
+def conversion_summary(rows):
+  by_key = {(r['converter'], r['masks']): r['images_per_s'] for r in rows}
+  return [_summary(f"COCO JSON -> TFRecord, {'with' if masks else 'no'} "
+                   f"masks, {rows[0]['num_workers']} processes", 'images/s',
+                   by_key['spinenet_tf convert_coco', masks],
+                   by_key['Model Garden create_coco_tf_record', masks],
+                   'higher') for masks in (False, True)]
+
+
 def summary_table(rows):
   lines = [
       f'All on this machine ({os.cpu_count()} CPU cores), one run. ratio: '
@@ -261,6 +274,7 @@ def define_flags():
                     'What to measure: backbone (params, FLOPs, latency), '
                     'export (exported RetinaNet inference), pipeline '
                     '(detection input images/s), training (train step '
+                    'images/s), conversion (COCO JSON -> TFRecord '
                     'images/s).')
   flags.DEFINE_list('training_sizes', ['128', '256'], 'Training section: '
                     'square input sizes (multiples of 128; --quick caps '
@@ -325,6 +339,10 @@ def main(argv):
             precision=precision, profile_ops=FLAGS.profile_ops)]
     summary += training_summary(results['training'])
     tables.append(train_speed.table(results['training']))
+  if 'conversion' in FLAGS.sections:
+    results['conversion'] = coco_conversion.measure(quick=FLAGS.quick)
+    summary += conversion_summary(results['conversion'])
+    tables.append(coco_conversion.table(results['conversion']))
   results['summary'] = summary
   markdown = '\n\n'.join([summary_table(summary), *tables]) + '\n'
   write_report(markdown, results, FLAGS.output_md, FLAGS.output_json)

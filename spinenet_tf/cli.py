@@ -43,6 +43,9 @@ def is_user_error(error):
 def one_line(error):
   """The message of `error` on one line (TensorFlow's op traces removed)."""
   text = getattr(error, 'message', None) or str(error) or type(error).__name__
+  if 'assertion failed: [' in text:  # our tf.debugging.Assert messages
+    text = text.split('assertion failed: [', 1)[1].split(']\n', 1)[0]
+    text = text[:-1] if text.endswith(']') else text
   kept, in_trace = [], False
   for line in text.splitlines():
     stripped = line.strip()

@@ -10,10 +10,33 @@ from spinenet_tf.training import config as config_lib
 CONFIGS = [configs.path(name) for name in configs.names()]
 
 
+CUSTOM = ('retinanet_spinenet49_custom', 'retinanet_mobile_spinenet49_custom')
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
-def test_shipped_configs_load(path):
-  config = config_lib.load_experiment(path)
-  assert config.trainer.train_steps > 0
+def test_shipped_configs_load(path, tmp_path):
+  name = os.path.basename(path)[:-len('.yaml')]
+  if name not in CUSTOM:
+    assert config_lib.load_experiment(path).trainer.train_steps > 0
+    return
+  # Own-data configs: only the label map and the records are to be set.
+  with pytest.raises(ValueError, match=r'model.num_classes is required \(or '
+                     'set label_map'):
+    config_lib.load_experiment(path)
+  names = tmp_path / 'train_label_map.json'
+  names.write_text('{"1": "cat", "2": "dog", "5": "bird"}')
+  with pytest.raises(ValueError, match="train_data.file_pattern is required "
+                     "with train_data.source 'tfrecord'"):
+    config_lib.load_experiment(path, [f'label_map={names}'])
+  config = config_lib.load_experiment(path, [
+      f'label_map={names},train_data.file_pattern=r/train-*,'
+      'eval_data.file_pattern=r/val-*'])
+  assert config.model['num_classes'] == 6
+  with pytest.raises(ValueError, match='model.num_classes = 4 disagrees with '
+                     'label_map .*largest class id is 5'):
+    config_lib.load_experiment(path, [
+        f'label_map={names},train_data.file_pattern=r/train-*,'
+        'eval_data.file_pattern=r/val-*,model.num_classes=4'])
 
 
 def test_overrides_dotted_yaml_and_mapping():

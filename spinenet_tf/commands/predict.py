@@ -20,7 +20,9 @@ trace.
 Detection writes, in --output_dir:
   <name>.png        the image with its detections (score >= --score_threshold)
   detections.json   COCO results [{image_id, category_id, bbox, score}],
-                    every returned detection
+                    every returned detection; with --label_map the
+                    category_id is the annotation file's (the label map's
+                    annotation_id) and category_name is added
   images.json       COCO images [{id, file_name, height, width}]: the image
                     id is the file name's number (000000397133.jpg ->
                     397133), else its 1-based position in the sorted inputs
@@ -39,6 +41,7 @@ from spinenet_tf import cli  # noqa: E402
 from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
                                              write_results_json)
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
+from spinenet_tf.data import label_map  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.models import factory  # noqa: E402
 from spinenet_tf.data.image_ops import decode_image  # noqa: E402
@@ -58,6 +61,9 @@ flags.DEFINE_float('score_threshold', 0.3, 'Draw detections with at least '
                    'this score.')
 flags.DEFINE_string('class_names', None, 'Text file: the name of class id i '
                     'on line i + 1 (line 1 is id 0, background).')
+flags.DEFINE_string('label_map', None, 'A label map JSON (spinenet-coco-to-'
+                    'tfrecord\'s <prefix>_label_map.json): names classes in '
+                    'the pictures and in detections.json.')
 flags.DEFINE_integer('batch_size', 8, 'Images per call.')
 flags.mark_flags_as_required(['input', 'output_dir'])
 
@@ -171,7 +177,17 @@ def read_class_names(path):
     return [line.strip() for line in f]
 
 
-def write_detections(files, results, class_names):
+def read_names(class_names_path, label_map_path):
+  """(names {id: name} or a list by id, {class id: category id} or None)."""
+  if class_names_path and label_map_path:
+    raise cli.UserError('give --class_names or --label_map, not both.')
+  if label_map_path:
+    names = label_map.read_label_map(label_map_path)
+    return names.names, names.annotation_id
+  return read_class_names(class_names_path), None
+
+
+def write_detections(files, results, class_names, category_ids=None):
   ids, names = image_ids(files), output_names(files)
   coco_results, coco_images = [], []
   for i, outputs in results:
@@ -181,9 +197,11 @@ def write_detections(files, results, class_names):
                     path=os.path.join(FLAGS.output_dir, names[i]))
     coco_images.append({'id': ids[i], 'file_name': os.path.basename(files[i]),
                         'height': image.shape[0], 'width': image.shape[1]})
+    batch = {'source_id': [ids[i]],
+             **{k: np.asarray(v)[None] for k, v in outputs.items()}}
     coco_results += detections_to_coco(
-        {'source_id': [ids[i]],
-         **{k: np.asarray(v)[None] for k, v in outputs.items()}})
+        batch, category_ids,
+        class_names if category_ids is not None else None)
   write_results_json(coco_results, os.path.join(FLAGS.output_dir,
                                                 'detections.json'))
   write_results_json(coco_images, os.path.join(FLAGS.output_dir,
@@ -211,7 +229,7 @@ def main(argv):
     raise cli.UserError(f'--batch_size must be >= 1, got {FLAGS.batch_size}.')
   files = list_images(FLAGS.input)
   output_names(files)
-  class_names = read_class_names(FLAGS.class_names)
+  class_names, category_ids = read_names(FLAGS.class_names, FLAGS.label_map)
   predict, is_detector = load_predictor()
   results, skipped = predict_all(predict, files)
   if not results:
@@ -224,7 +242,7 @@ def main(argv):
                     len(skipped), len(files))
   tf.io.gfile.makedirs(FLAGS.output_dir)
   if is_detector:
-    write_detections(files, results, class_names)
+    write_detections(files, results, class_names, category_ids)
   else:
     write_classifications(files, results)
 

@@ -109,7 +109,8 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
                             scale_range=(0.5, 2.0), hflip=True,
                             shuffle_buffer=1000, seed=None,
                             deterministic=None, drop_remainder=None,
-                            input_context=None, skip_counter=None):
+                            input_context=None, skip_counter=None,
+                            label_map=None):
   """Batches of detection training or evaluation data.
 
   Args:
@@ -138,6 +139,9 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
     skip_counter: a `SkipCounter` to count skipped records, dropped and
       cut boxes, damaged files (a new one, only logging, by default); it
       is also `dataset.skip_counter`.
+    label_map: a `label_map.LabelMap`: a record holding a class id it does
+      not have stops the pipeline with an InvalidArgumentError naming the
+      id, the record (file#index) and the label map.
 
   Returns:
     A tf.data.Dataset of (images float32 [B, S, S, 3], labels) where labels
@@ -170,17 +174,41 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
                         is_training=is_training,
                         counts_reads=source != 'tfds')
 
+  known_ids = tf.constant(sorted(label_map.names) if label_map else [],
+                          tf.int32)
+
   def parse(record, *augmentation_seed):
     example = to_example(record)
     if is_training:
-      return detection_parser.parse_train(
+      image, labels, dropped = detection_parser.parse_train(
           example, augmentation_seed[0], output_size, scale_range, hflip,
           num_classes, max_num_instances)
-    return detection_parser.parse_eval(example, output_size, num_classes,
-                                       max_num_instances)
+    else:
+      image, labels, dropped = detection_parser.parse_eval(
+          example, output_size, num_classes, max_num_instances)
+    if label_map is not None:
+      classes = example['classes']
+      known = tf.reduce_any(classes[:, None] == known_ids[None, :], axis=1)
+      dropped = {**dropped, 'unknown_class': tf.reduce_max(tf.concat(
+          [[0], tf.where(known | (classes <= 0), 0, classes)], 0))}
+    return image, labels, dropped
+
+  def refuse_unknown_class(dropped, where):
+    """An error naming the record and the class id it should not hold."""
+    unknown = dropped['unknown_class']
+    message = tf.strings.join([
+        'record ', where, ' holds class id ', tf.strings.as_string(unknown),
+        f', which label map {label_map.path or "(given)"} does not have '
+        f'(its ids: {sorted(label_map.names)}); convert the records with '
+        'this label map or fix it.'])
+    return tf.debugging.Assert(tf.equal(unknown, 0), [message],
+                               summarize=1)
 
   def guarded_parse(record, where, *augmentation_seed):
     (image, labels, dropped), ok = guarded(parse, record, *augmentation_seed)
+    if label_map is not None:
+      with tf.control_dependencies([refuse_unknown_class(dropped, where)]):
+        ok = tf.identity(ok)
     return image, labels, ok, dropped, where
 
   if is_training:

@@ -55,7 +55,8 @@ def segmentation(mask):
   return {'size': list(rle['size']), 'counts': rle['counts'].decode()}
 
 
-def _annotations(boxes, classes, owner, image_id, first_id):
+def scene_annotations(boxes, classes, owner, image_id, first_id):
+  """COCO annotations (ids from `first_id`) of a drawn scene."""
   annotations = []
   for k, (box, class_id) in enumerate(zip(boxes, classes)):
     ymin, xmin, ymax, xmax = (int(v) for v in box)
@@ -88,7 +89,7 @@ def write_coco_dataset(directory, module, num_train=64, num_val=16,
           image, quality=95, chroma_downsampling=False).numpy())
       images.append({'id': image_id, 'file_name': name,
                      'height': image_size, 'width': image_size})
-      annotations += _annotations(boxes, classes, owner, image_id,
+      annotations += scene_annotations(boxes, classes, owner, image_id,
                                   len(annotations) + 1)
     categories = [{'id': i, 'name': name, 'supercategory': 'shape'}
                   for i, name in enumerate(module.CLASS_NAMES) if i > 0]

@@ -83,9 +83,12 @@ def _names(category_names):
   return {i: str(name) for i, name in enumerate(category_names)}
 
 
-def detections_to_coco(detections):
+def detections_to_coco(detections, category_ids=None, category_names=None):
   """One batch of detections -> COCO results [{image_id, category_id, bbox,
-  score}], padding dropped."""
+  score}], padding dropped; `category_ids` maps class ids to the category
+  ids of the results (default: the same); with `category_names` ({class id:
+  name}) each result also has its category_name."""
+  category_ids = category_ids or {}
   d = _numpy(detections)
   counts = d.get('num_detections',
                  np.full(len(d['source_id']), d['classes'].shape[1]))
@@ -93,10 +96,14 @@ def detections_to_coco(detections):
   for j, source_id in enumerate(d['source_id']):
     for k in range(int(counts[j])):
       if d['classes'][j, k] > 0:
+        class_id = int(d['classes'][j, k])
         results.append({'image_id': _image_id(source_id),
-                        'category_id': int(d['classes'][j, k]),
+                        'category_id': category_ids.get(class_id, class_id),
                         'bbox': _xywh(d['boxes'][j, k]),
                         'score': float(d['scores'][j, k])})
+        if category_names is not None:
+          results[-1]['category_name'] = category_names.get(
+              class_id, str(class_id))
   return results
 
 
@@ -154,12 +161,17 @@ class CocoEvaluator:
       background); names the categories and the per-category metrics.
     per_category: also return 'AP/<name>' (IoU 0.5:0.95, all areas) for
       each category with ground truth.
+    category_ids: {class id: category id of the annotation file} for
+      detections whose classes were renumbered (a label map's
+      `annotation_id`); `category_names` are then keyed by class id too.
   """
 
   def __init__(self, annotation_file=None, category_names=None,
-               per_category=False):
+               per_category=False, category_ids=None):
     self.annotation_file = annotation_file
-    self.category_names = _names(category_names)
+    self.category_ids = dict(category_ids or {})
+    self.category_names = {self.category_ids.get(k, k): v for k, v in
+                           _names(category_names).items()}
     self.per_category = per_category
     self._file_coco = None
     if annotation_file is not None:
@@ -242,7 +254,7 @@ class CocoEvaluator:
       self._images += images
       self._annotations += annotations
     self._image_ids += image_ids
-    self._results += detections_to_coco(detections)
+    self._results += detections_to_coco(detections, self.category_ids)
 
   def _ground_truth(self):
     if self._file_coco is not None:

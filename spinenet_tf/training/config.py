@@ -22,6 +22,7 @@ import yaml
 
 from spinenet_tf import checks
 from spinenet_tf.io_utils import atomic_write
+from spinenet_tf.data import label_map as label_map_lib
 from spinenet_tf.data.classification_input import DATASETS
 from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
 from spinenet_tf.layers.fpn import FPN_OPTIONS
@@ -67,6 +68,10 @@ class DataConfig:
   shuffle_buffer: int = _range(1000, 0)
   seed: typing.Optional[int] = None
   synthetic_num_images: int = _range(256, 1)
+  # Detection evaluation: a COCO-format JSON whose annotations are the
+  # ground truth (AP as pycocotools gives on it), e.g. the file the records
+  # were converted from; null: the records' own boxes.
+  annotation_file: typing.Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -137,6 +142,10 @@ class TrainerConfig:
 class ExperimentConfig:
   task: str = _choices(*TASKS, default='detection')
   model: typing.Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+  # Detection: the label map of the records (spinenet-coco-to-tfrecord's
+  # <prefix>_label_map.json): model.num_classes follows from it, records
+  # holding another class id are refused, metrics and pictures name classes.
+  label_map: typing.Optional[str] = None
   train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
   eval_data: DataConfig = dataclasses.field(default_factory=DataConfig)
   optimizer: OptimizerConfig = dataclasses.field(
@@ -233,7 +242,9 @@ def check_model(task, model):
   """Checks the `model` section; errors name the `model.` key."""
   for key, types in MODEL_REQUIRED.items():
     if key not in model:
-      raise ValueError(f'config key model.{key} is required.')
+      hint = (' (or set label_map: it follows from there)'
+              if key == 'num_classes' and task == 'detection' else '')
+      raise ValueError(f'config key model.{key} is required{hint}.')
     if not isinstance(model[key], types) or isinstance(model[key], bool):
       raise ValueError(f'config key model.{key} has the wrong type: '
                        f'{model[key]!r}.')
@@ -316,6 +327,10 @@ _CONDITIONAL = {
     ('trainer', 'init_checkpoint_modules'): (
         lambda c: c.trainer.init_checkpoint, 'trainer.init_checkpoint'),
     ('trainer', 'num_summary_images'): (_DETECTION, 'task detection'),
+    ('label_map', None): (_DETECTION, 'task detection'),
+    ('train_data', 'annotation_file'): (
+        lambda c: False, 'eval_data (the evaluation ground truth)'),
+    ('eval_data', 'annotation_file'): (_DETECTION, 'task detection'),
 }
 for _section in ('train_data', 'eval_data'):
   _CONDITIONAL[(_section, 'randaugment')] = (_CLASSIFICATION,
@@ -350,10 +365,15 @@ def check_consistency(config):
   """Refuses keys set where they have no effect, sources the task cannot
   read, and malformed lists; errors name the dotted key."""
   for (section, key), (applies, where) in _CONDITIONAL.items():
-    value = getattr(getattr(config, section), key)
-    default = getattr(type(getattr(config, section))(), key)
+    if key is None:  # a top-level key
+      value, default = getattr(config, section), getattr(ExperimentConfig(),
+                                                         section)
+    else:
+      value = getattr(getattr(config, section), key)
+      default = getattr(type(getattr(config, section))(), key)
     if value != default and not applies(config):
-      raise ValueError(f'config key {section}.{key} = {value!r} has no effect '
+      name = section if key is None else f'{section}.{key}'
+      raise ValueError(f'config key {name} = {value!r} has no effect '
                        f'here: it applies only with {where}.')
   sources = SOURCES if config.task == 'detection' else tuple(DATASETS)
   for section in ('train_data', 'eval_data'):
@@ -362,6 +382,12 @@ def check_consistency(config):
       raise ValueError(f'config key {section}.source must be one of '
                        f'{list(sources)} for task {config.task!r}, got '
                        f'{data.source!r}.')
+    if (config.task == 'detection' and data.source == 'tfrecord'
+        and not data.file_pattern):
+      raise ValueError(f'config key {section}.file_pattern is required with '
+                       f"{section}.source 'tfrecord' (e.g. "
+                       "records/train-*.tfrecord, as spinenet-coco-to-tfrecord"
+                       ' writes them).')
     slots = (SYNTHETIC[data.source].NUM_CLASSES if config.task == 'detection'
              and data.source in SYNTHETIC else 0)
     if config.model.get('num_classes', slots) < slots:
@@ -384,9 +410,26 @@ def check_consistency(config):
                      f'{schedule.boundaries!r}.')
 
 
+def _num_classes_from_label_map(config):
+  """Sets model.num_classes from the label map (or checks it)."""
+  names = label_map_lib.read_label_map(config.label_map)
+  given = config.model.get('num_classes')
+  if given is None:
+    config.model['num_classes'] = names.num_classes
+  elif given != names.num_classes:
+    raise ValueError(
+        f'config key model.num_classes = {given!r} disagrees with label_map '
+        f'{config.label_map}: its largest class id is {max(names.names)}, so '
+        f'num_classes is {names.num_classes}; leave model.num_classes out '
+        'to take it from the label map.')
+
+
 def config_from_dict(data):
-  """A checked `ExperimentConfig` from a plain dict."""
+  """A checked `ExperimentConfig` from a plain dict; with a label_map,
+  model.num_classes follows from it."""
   config = _from_dict(ExperimentConfig, data or {}, '')
+  if config.label_map is not None and config.task == 'detection':
+    _num_classes_from_label_map(config)
   check_model(config.task, config.model)
   check_consistency(config)
   return config

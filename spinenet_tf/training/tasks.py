@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import image_ops
+from spinenet_tf.data.label_map import read_label_map
+from spinenet_tf.detection.coco_eval import CocoEvaluator
 from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
 from spinenet_tf.data.detection_input import (SYNTHETIC,
@@ -71,8 +73,14 @@ class Task:
 
 
 class DetectionTask(Task):
-  """RetinaNet: focal + Huber losses, COCO metrics."""
+  """RetinaNet: focal + Huber losses, COCO metrics (against the records'
+  boxes, or eval_data.annotation_file; per class by label map name)."""
   LOSS_NAMES = ('total_loss', 'class_loss', 'box_loss', 'num_positives')
+
+  def __init__(self, config, data_dir=None):
+    super().__init__(config, data_dir)
+    self.label_map = (read_label_map(config.label_map) if config.label_map
+                      else None)
 
   def _dataset(self, data, is_training, input_context=None, batch_size=None):
     data_dir = self._data_dir(data)
@@ -85,7 +93,8 @@ class DetectionTask(Task):
         num_classes=self.config.model['num_classes'],
         max_num_instances=data.max_num_instances,
         scale_range=tuple(data.scale_range), shuffle_buffer=data.shuffle_buffer,
-        seed=data.seed, input_context=input_context)
+        seed=data.seed, input_context=input_context,
+        label_map=self.label_map)
 
   def _ensure_synthetic(self, source, data_dir):
     """Writes a built-in dataset on first use (the demo needs no data)."""
@@ -120,7 +129,21 @@ class DetectionTask(Task):
     by default."""
     return evaluate_detector(
         model, self.eval_dataset if dataset is None else dataset,
-        steps=steps, global_batch_size=self.config.eval_data.global_batch_size)
+        evaluator=self.evaluator(), steps=steps,
+        global_batch_size=self.config.eval_data.global_batch_size)
+
+  def evaluator(self):
+    """A CocoEvaluator: ground truth from eval_data.annotation_file or the
+    records; per-class AP by name with a label map."""
+    label_map = self.label_map
+    annotation_file = self.config.eval_data.annotation_file
+    return CocoEvaluator(
+        annotation_file=annotation_file,
+        category_names=label_map.names if label_map else None,
+        per_category=label_map is not None,
+        # The JSON's category ids; the records hold the class ids.
+        category_ids=label_map.annotation_id if label_map and annotation_file
+        else None)
 
   def summary_images(self, model, num_images):
     """uint8 [N, H, W, 3]: the first eval images with their detections
@@ -131,7 +154,9 @@ class DetectionTask(Task):
                      + image_ops.MEAN_RGB, 0, 255).astype(np.uint8)
     return np.stack([
         draw_detections(pixels[i], detections['boxes'][i],
-                        detections['classes'][i], detections['scores'][i])
+                        detections['classes'][i], detections['scores'][i],
+                        class_names=self.label_map.names if self.label_map
+                        else None)
         for i in range(len(pixels))])
 
 
