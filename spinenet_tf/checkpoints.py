@@ -11,7 +11,7 @@ import tensorflow as tf
 from spinenet_tf.models.backbone import SpineNet
 from spinenet_tf.models.resnet import ResNet
 
-INIT_MODULES = ('all', 'backbone')
+INIT_MODULES = ('all', 'backbone', 'all_but_class_head')
 
 
 def untracked_variables(checkpoint, model):
@@ -141,21 +141,86 @@ def _mismatch(model, path, found, expected, examples=3):
           f'variables, {summary}.')
 
 
-def load_initial_weights(model, path, modules='all'):
+def load_initial_weights(model, path, modules='all', rebuild=None):
   """The start of a fine-tuning run: every weight of `model` from `path`
-  (as `load_checkpoint`), or with modules='backbone' only its backbone's,
+  (as `load_checkpoint`); with modules='backbone' only its backbone's,
   from a backbone `.weights.h5` file (scripts/convert_checkpoint.py's
-  output, or `backbone.save_weights`)."""
+  output, or `backbone.save_weights`); with 'all_but_class_head' every
+  weight of a detector but its class logits, from a detector of another
+  number of classes (`rebuild(num_classes)` builds that one). Returns a
+  line saying what was restored."""
   if modules not in INIT_MODULES:
     raise ValueError(f'init_checkpoint_modules must be one of '
                      f'{list(INIT_MODULES)}, got {modules!r}.')
   if modules == 'all':
     load_checkpoint(model, path)
-    return
+    return f'restored all {len(model.weights)} variables from {path}'
+  if modules == 'all_but_class_head':
+    return _load_all_but_class_head(model, path, rebuild)
   if not os.fspath(path).endswith('.weights.h5'):
     raise ValueError(f'init_checkpoint {path}: modules=backbone reads a '
                      'backbone .weights.h5 file.')
-  _backbone(model).load_weights(path)
+  backbone = _backbone(model)
+  backbone.load_weights(path)
+  return (f'restored the backbone\'s {len(backbone.weights)} of '
+          f'{len(model.weights)} variables from {path}; the rest are '
+          'initialised afresh')
+
+
+def _file_shapes(model, path):
+  """(the file's {name: shape}, the model's own {name: shape})."""
+  path = os.fspath(path)
+  if path.endswith('.weights.h5'):
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f'checkpoint {path}: no such file.')
+    return _h5_shapes(path), _saved_shapes(model, 'h5')
+  if tf.io.gfile.isdir(path):
+    path = tf.train.latest_checkpoint(path) or path
+  try:
+    reader = tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise ValueError(f'checkpoint {path}: not a .weights.h5 file nor a '
+                     'readable TF checkpoint.') from e
+  return _tf_shapes(reader, 'model/'), _saved_shapes(model, 'tf')
+
+
+def _load_all_but_class_head(model, path, rebuild):
+  """Every weight but the class logits' from a detector with another
+  number of classes: that detector is rebuilt, loaded whole (so the file
+  is checked as `load_checkpoint` does) and copied over."""
+  head = getattr(model, 'head', None)
+  if head is None or not hasattr(head, 'class_logits') or rebuild is None:
+    raise ValueError('init_checkpoint_modules all_but_class_head needs a '
+                     f'detector (RetinaNet); {model.name} is not one.')
+  logits = {id(w) for w in head.class_logits.weights}
+  found, expected = _file_shapes(model, path)
+  wrong = {k: found[k] for k in expected if k in found and
+           found[k] != expected[k]}
+  if not wrong:
+    load_checkpoint(model, path)
+    return (f'restored all {len(model.weights)} variables from {path} (the '
+            'class head has the same number of classes)')
+  outputs = {shape[-1] for shape in wrong.values()}
+  num_anchors = head.num_anchors
+  if len(outputs) != 1 or next(iter(outputs)) % num_anchors:
+    raise ValueError(_mismatch(model, path, found, expected))
+  num_classes = next(iter(outputs)) // num_anchors
+  donor = rebuild(num_classes)
+  load_checkpoint(donor, path)
+  if len(donor.weights) != len(model.weights):
+    raise ValueError(_mismatch(model, path, found, expected))
+  kept = []
+  for target, source in zip(model.weights, donor.weights):
+    if id(target) in logits:
+      kept.append(target.path)
+    elif tuple(target.shape) != tuple(source.shape):
+      raise ValueError(_mismatch(model, path, found, expected))
+    else:
+      target.assign(source)
+  return (f'restored {len(model.weights) - len(kept)} of '
+          f'{len(model.weights)} variables from {path}; initialised afresh '
+          f'(the file has {num_classes} classes, the model '
+          f'{head.num_classes}): {", ".join(kept)}')
 
 
 def _backbone(model):

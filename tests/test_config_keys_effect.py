@@ -10,7 +10,10 @@ effect is shown:
   keyword is walked in tests/test_options_effect.py (checked here: every
   accepted model key is a builder keyword);
 - 'trainer': one short training run with every trainer key changed
-  (`trainer_run`), each asserted on what it controls.
+  (`trainer_run`), each asserted on what it controls;
+- 'own_data': records converted from COCO JSON, in tests/test_own_data.py
+  (label_map: num_classes, refused class ids, names; annotation_file: AP
+  against the JSON).
 Where a key has no effect (e.g. momentum with Adam) it is refused: see
 tests/test_bad_inputs_models.py::test_config_values.
 """
@@ -80,6 +83,10 @@ KEYS.update({
     'eval_data.shuffle_buffer': ('refused', 3, {}),
     'eval_data.randaugment': ('refused', [2, 5], {}),
     'eval_data.label_smoothing': ('refused', 0.1, {}),
+    'train_data.annotation_file': ('refused', 'instances.json', {}),
+    # Shown on converted records in tests/test_own_data.py.
+    'label_map': ('own_data', None, {}),
+    'eval_data.annotation_file': ('own_data', None, {}),
 })
 TRAINER_KEYS = (
     'train_steps', 'steps_per_loop', 'checkpoint_interval', 'max_to_keep',

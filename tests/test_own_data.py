@@ -3,6 +3,7 @@ map: class ids the label map lacks are refused, evaluation against the
 original JSON equals pycocotools on it, per-class AP by name."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from spinenet_tf.data import (coco_converter, label_map, synthetic_coco,
 from spinenet_tf.data.detection_input import build_detection_dataset
 from spinenet_tf.detection import coco_eval
 from spinenet_tf.training import config as config_lib
+from spinenet_tf.training import strategy as strategy_lib
+from spinenet_tf.training.trainer import Trainer
 from spinenet_tf.training.detection_eval import evaluate_detector
 from spinenet_tf.training.tasks import build_task
 
@@ -46,8 +49,9 @@ def _config(root, annotation_file=None, label_map_file=None):
   label_map_file = label_map_file or root / 'records/train_label_map.json'
   return config_lib.config_from_dict({
       'task': 'detection', 'label_map': str(label_map_file),
-      'model': {'backbone': 'mobile-49XS', 'input_size': SIZE,
-                'num_filters': 16, 'num_convs': 1},
+      'model': {'backbone': 'mobile-49XS', 'input_size': 128,
+                'num_filters': 16, 'num_convs': 1,
+                'backbone_kwargs': {'filter_size_scale': 0.25}},
       'train_data': {'source': 'tfrecord',
                      'file_pattern': str(root / 'records/train-*')},
       'eval_data': {'source': 'tfrecord', 'global_batch_size': 4,
@@ -130,6 +134,44 @@ def test_a_class_id_the_label_map_lacks_is_refused(converted, tmp_path):
         'label_map': str(small),
         'model': {'backbone': 'mobile-49XS', 'input_size': SIZE,
                   'num_classes': 4}})
+
+
+def test_fine_tuning_restores_all_but_the_class_head(converted, tmp_path,
+                                                     caplog):
+  """A detector of 6 classes (a converted Model Garden RetinaNet has 91)
+  starts a 4-class run: every variable but the class logits restored."""
+  root, _ = converted
+  config = _config(root)
+  source = build_task(config).build_model(num_classes=6)
+  path = str(tmp_path / 'six_classes.weights.h5')
+  source.save_weights(path)
+  config.trainer.init_checkpoint = path
+  config.trainer.init_checkpoint_modules = 'all_but_class_head'
+  task = build_task(config)
+  trainer = Trainer(config, task, strategy_lib.build_strategy('one_device'),
+                    str(tmp_path / 'run'))
+  with caplog.at_level(logging.INFO):
+    trainer.restore()
+  model = trainer.model
+  logits = {id(w) for w in model.head.class_logits.weights}
+  restored = 0
+  for target, reference in zip(model.weights, source.weights):
+    if id(target) in logits:
+      assert target.shape != reference.shape
+    else:
+      np.testing.assert_array_equal(target.numpy(), reference.numpy())
+      restored += 1
+  assert restored == len(model.weights) - len(logits) > 100
+  line = [r.getMessage() for r in caplog.records
+          if 'Initial weights' in r.getMessage()]
+  assert line and (f'restored {restored} of {len(model.weights)} variables '
+                   'from') in line[0]
+  assert 'the file has 6 classes, the model 4' in line[0]
+  config.trainer.init_checkpoint_modules = 'all'
+  with pytest.raises(ValueError, match='differ in shape'):
+    Trainer(config, build_task(config),
+            strategy_lib.build_strategy('one_device'),
+            str(tmp_path / 'run_all')).restore()
 
 
 def test_label_map_files_are_checked(tmp_path):

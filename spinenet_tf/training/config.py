@@ -21,6 +21,7 @@ import tensorflow as tf
 import yaml
 
 from spinenet_tf import checks
+from spinenet_tf.checkpoints import INIT_MODULES
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data import label_map as label_map_lib
 from spinenet_tf.data.classification_input import DATASETS
@@ -135,7 +136,9 @@ class TrainerConfig:
   # .weights.h5 file or TF checkpoint of the whole model ('all'), or a
   # backbone .weights.h5 file ('backbone'), e.g. from convert_checkpoint.py.
   init_checkpoint: typing.Optional[str] = None
-  init_checkpoint_modules: str = _choices('all', 'backbone', default='all')
+  # 'all_but_class_head': a detector of another number of classes (e.g. a
+  # converted Model Garden COCO RetinaNet) minus its class logits.
+  init_checkpoint_modules: str = _choices(*INIT_MODULES, default='all')
 
 
 @dataclasses.dataclass

@@ -58,9 +58,13 @@ class Task:
     self.config = config
     self.data_dir = data_dir
 
-  def build_model(self):
+  def build_model(self, num_classes=None):
+    """The config's model (with `num_classes` instead, if given)."""
+    model = dict(self.config.model)
+    if num_classes is not None:
+      model['num_classes'] = num_classes
     return build_model_from_config({'task': self.config.task,
-                                    'model': self.config.model})
+                                    'model': model})
 
   def _data_dir(self, data):
     return data.data_dir or self.data_dir

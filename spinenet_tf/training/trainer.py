@@ -261,10 +261,11 @@ class Trainer:
                         'from its first batch.', latest)
     elif self.config.trainer.init_checkpoint:
       tc = self.config.trainer
-      load_initial_weights(self.model, tc.init_checkpoint,
-                           tc.init_checkpoint_modules)
-      logging.info('Initialised %s weights from %s.',
-                   tc.init_checkpoint_modules, tc.init_checkpoint)
+      restored = load_initial_weights(
+          self.model, tc.init_checkpoint, tc.init_checkpoint_modules,
+          rebuild=lambda n: self.task.build_model(num_classes=n))
+      logging.info('Initial weights (%s): %s.', tc.init_checkpoint_modules,
+                   restored)
     return int(self.step.numpy())
 
   def _checkpoint_paths(self):
