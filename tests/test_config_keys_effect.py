@@ -65,7 +65,8 @@ for _section in ('train_data', 'eval_data'):
   KEYS.update({
       f'{_section}.source': ('data', 'tfds', {}),
       f'{_section}.file_pattern': ('data', '/data/y-*', {
-          f'{_section}.source': 'tfrecord', f'{_section}.data_dir': None}),
+          f'{_section}.source': 'tfrecord', f'{_section}.data_dir': None,
+          f'{_section}.file_pattern': '/data/x-*'}),
       f'{_section}.data_dir': ('data', '/data/elsewhere', {}),
       f'{_section}.split': ('data', 'other', {}),
       f'{_section}.global_batch_size': ('data', 2, {}),

@@ -36,9 +36,20 @@ FINE_TUNE_OVERRIDE = ('--params_override=model.input_size=256,'
                       'trainer.checkpoint_interval=2')
 
 
-def _blocks():
+# Its commands run in tests/test_own_data_walkthrough.py (checked here).
+OWN_DATA_SECTION = 'Train on your own data'
+
+
+def _blocks(section=None):
+  """(language, code) of README's blocks, in order, with `section` those
+  of that '## ' section only; else those of every other section."""
   text = open(os.path.join(ROOT, 'README.md')).read()
-  return re.findall(r'```(\w+)\n(.*?)```', text, flags=re.S)
+  blocks = []
+  for part in re.split(r'^## ', text, flags=re.M):
+    title = part.split('\n', 1)[0].strip()
+    if (title == section) if section else (title != OWN_DATA_SECTION):
+      blocks += re.findall(r'```(\w+)\n(.*?)```', part, flags=re.S)
+  return blocks
 
 
 def _commands(block):
@@ -114,6 +125,9 @@ def test_readme_code_runs_in_order(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   _user_files(tmp_path)
   namespace, flags_by_name, ran = {}, {}, []
+  for _, block in _blocks(OWN_DATA_SECTION):
+    for command in _commands(block):
+      _check_command(command, flags_by_name)
   for language, block in _blocks():
     if language == 'python':
       exec(compile(block, 'README.md', 'exec'), namespace)  # noqa: S102

@@ -388,9 +388,10 @@ def check_consistency(config):
     if (config.task == 'detection' and data.source == 'tfrecord'
         and not data.file_pattern):
       raise ValueError(f'config key {section}.file_pattern is required with '
-                       f"{section}.source 'tfrecord' (e.g. "
-                       "records/train-*.tfrecord, as spinenet-coco-to-tfrecord"
-                       ' writes them).')
+                       f"{section}.source 'tfrecord' (e.g. records/"
+                       f"{'train' if section == 'train_data' else 'val'}"
+                       '-*.tfrecord, as spinenet-coco-to-tfrecord writes '
+                       'them).')
     slots = (SYNTHETIC[data.source].NUM_CLASSES if config.task == 'detection'
              and data.source in SYNTHETIC else 0)
     if config.model.get('num_classes', slots) < slots:
