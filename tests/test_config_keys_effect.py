@@ -32,6 +32,7 @@ from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import optimization, tasks
 from spinenet_tf.training import strategy as strategy_lib
+from spinenet_tf.training import trainer as trainer_lib
 from spinenet_tf.training.trainer import Trainer
 
 from tests import test_options_effect as builder_walk
@@ -334,8 +335,38 @@ def test_trainer_steps_checkpoints_and_evaluation(trainer_run):
   with open(os.path.join(model_dir, 'best', 'best.json')) as f:
     best = json.load(f)
   assert (best['metric'], best['step'], best['value']) == ('AP', 4, 0.2)
+  assert best['checkpoint'] == 'ckpt-4'  # and the earlier best is gone:
+  assert sorted(n.split('.')[0] for n in os.listdir(
+      os.path.join(model_dir, 'best')) if n.startswith('ckpt')) == [
+          'ckpt-4', 'ckpt-4']
   # num_summary_images 2 pictures at each evaluation.
   assert trainer_run['task'].summary_counts == [2, 2, 2]
+
+
+def test_best_json_names_an_existing_checkpoint_after_a_stop(
+    tmp_path, monkeypatch):
+  """A run stopped after saving a new best/ checkpoint but before writing
+  best.json keeps the checkpoint that best.json names."""
+  task = FakeDetection(_run_config(train_steps=4, steps_per_loop=2,
+                                   eval_interval=2, best_metric='AP',
+                                   best_metric_mode='min'))
+  real_write = trainer_lib.atomic_write
+
+  def stop_at_the_second_best(path, text):
+    if path.endswith('best.json') and '"step": 4' in text:
+      raise KeyboardInterrupt('stopped between the save and best.json')
+    return real_write(path, text)
+
+  monkeypatch.setattr(trainer_lib, 'atomic_write', stop_at_the_second_best)
+  with Trainer(task.config, task, strategy_lib.build_strategy('one_device'),
+               str(tmp_path)) as trainer:
+    with pytest.raises(KeyboardInterrupt):
+      trainer.train(evaluate=True)
+  with open(tmp_path / 'best' / 'best.json') as f:
+    best = json.load(f)
+  assert (best['step'], best['checkpoint']) == (2, 'ckpt-2')
+  reader = tf.train.load_checkpoint(str(tmp_path / 'best' / 'ckpt-2'))
+  assert int(reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE')) == 2
 
 
 def test_trainer_precision_determinism_and_input(trainer_run):

@@ -459,13 +459,21 @@ class Trainer:
       better = value > best if tc.best_metric_mode == 'max' else value < best
       if not better:
         return
+    # The old best stays until best.json names the new one: a run killed
+    # in between leaves a best.json whose checkpoint exists.
     manager = tf.train.CheckpointManager(
         model_checkpoint(self.model, step=self.step), best_dir,
-        max_to_keep=1)
-    manager.save(checkpoint_number=step)
+        max_to_keep=None)
+    path = manager.save(checkpoint_number=step)
     atomic_write(info_path, json.dumps({
         'metric': tc.best_metric, 'value': value, 'step': step,
-        'metrics': metrics}))
+        'checkpoint': os.path.basename(path), 'metrics': metrics}))
+    for name in tf.io.gfile.glob(os.path.join(best_dir, 'ckpt-*')):
+      if not os.path.basename(name).startswith(
+          os.path.basename(path) + '.'):
+        tf.io.gfile.remove(name)
+    tf.compat.v1.train.update_checkpoint_state(
+        best_dir, path, all_model_checkpoint_paths=[path])
 
   def continuous_evaluate(self, timeout=None):
     """Evaluates each new checkpoint in model_dir until the last step."""
