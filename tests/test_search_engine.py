@@ -6,13 +6,16 @@ budget; pruning stops a trial on its reported AP; the outputs load."""
 import csv
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 
 import optuna
 import pytest
 
 from spinenet_tf.models.backbone import build_backbone
-from spinenet_tf.search import engine, proxy, report
+from spinenet_tf.search import engine, proxy, report, samplers
 from spinenet_tf.search.space import SearchSpace
 from spinenet_tf.training.trainer import NonFiniteLossError
 
@@ -163,7 +166,7 @@ def test_settings_that_cannot_work_are_refused(tmp_path):
 def test_two_objective_search_returns_ap_and_flops(tmp_path, monkeypatch):
   search, _ = _search(tmp_path, monkeypatch, [[0.2], [0.3]],
                       measure=_fake_measure([0.5, 0.9]), objectives='ap,flops')
-  search.study.sampler = engine.build_sampler('nsga2', seed=0)
+  search.study.sampler = samplers.build_sampler('nsga2')
   search.run(2, log=lambda line: None)
   assert [t.values for t in search.study.get_trials()] == [[0.2, 0.5],
                                                           [0.3, 0.9]]
@@ -210,3 +213,125 @@ def test_a_worker_started_after_a_kill_fails_the_dead_trial_first(
   assert [t.state.name for t in trials] == ['FAIL', 'COMPLETE']
   assert trials[1].system_attrs['failed_trial'] == dead.number
   assert [t.number for t in engine.counted(trials)] == [1]
+
+
+def _draws(folder, monkeypatch, sampler, workers, n_trials=9):
+  """{trial number: params} of `workers` Search objects on one study, all
+  built before any trial (workers started together with one command),
+  then each run to its share of `n_trials`."""
+  monkeypatch.setattr(proxy, 'train_and_evaluate',
+                      lambda config, data_dir, run_dir, on_evaluate=None: {
+                          'AP': 0.2, 'AP50': 0.4, 'seconds': 1.0})
+  monkeypatch.setattr(proxy.Proxy, 'measure', lambda self, config: {
+      'params': 1000, 'flops': 4e8, 'latency_ms': float('nan')})
+  quick = proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES], latency_runs=0)
+  space = SearchSpace('SpineNet-49')
+  searches = [engine.Search(str(folder), space, quick, sampler=sampler,
+                            seed=5) for _ in range(workers)]
+  for share, search in enumerate(searches, 1):
+    search.run(n_trials * share // workers, log=lambda line: None)
+  return {t.number: tuple(sorted(t.params.items()))
+          for t in searches[0].study.get_trials()}
+
+
+@pytest.mark.parametrize('sampler', ['random', 'tpe', 'rl'])
+def test_workers_started_with_one_seed_draw_distinct_candidates(
+    tmp_path, monkeypatch, sampler):
+  # Before: every worker seeded its sampler with seed + the study's trial
+  # count at start-up, 0 for all: the three drew the same candidates.
+  draws = _draws(tmp_path / 'a', monkeypatch, sampler, workers=3)
+  assert sorted(draws) == list(range(9))
+  assert len(set(draws.values())) == 9
+  # The study is a function of its seed: trial n is drawn from (seed, n).
+  assert _draws(tmp_path / 'b', monkeypatch, sampler, workers=3) == draws
+  if sampler == 'random':  # ... whatever the number of workers
+    assert _draws(tmp_path / 'c', monkeypatch, sampler, workers=1) == draws
+
+
+def test_the_study_keeps_the_seed_of_its_first_worker(tmp_path):
+  space = SearchSpace('SpineNet-49')
+  quick = proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES], latency_runs=0)
+  folder = str(tmp_path / 's')
+  engine.Search(folder, space, quick, sampler='random', seed=5)
+  with pytest.raises(ValueError, match="study 'spinenet_search' was started "
+                     'with seed 5; this worker has seed 6'):
+    engine.Search(folder, space, quick, sampler='random', seed=6)
+  joined = engine.Search(folder, space, quick, sampler='random')
+  assert joined.study.sampler.seed == 5  # took the study's
+  engine.Search(str(tmp_path / 'u'), space, quick, sampler='random')
+  with pytest.raises(ValueError, match='started without a seed'):
+    engine.Search(str(tmp_path / 'u'), space, quick, sampler='random', seed=1)
+  with pytest.raises(ValueError, match="sampler 'rl' needs a database "
+                     'storage'):
+    engine.Search(folder, space, quick, sampler='rl',
+                  storage=f'journal:{tmp_path}/journal.log')
+
+
+def test_a_budget_below_every_candidate_stops_with_one_line(
+    tmp_path, monkeypatch):
+  # Before: over-budget draws use no trial budget, so the loop never ended.
+  search, training = _search(
+      tmp_path, monkeypatch, [], max_gflops=0.1,
+      measure=_fake_measure([0.5 + i for i in range(1000)]))
+  with pytest.raises(ValueError) as error:
+    search.run(3, log=lambda line: None)
+  assert str(error.value) == (
+      '50 candidates in a row were over the budget, max_gflops 0.1 '
+      '(smallest drawn 0.5): the budget is likely below every candidate of '
+      'this space; raise it.')
+  assert len(search.study.get_trials()) == engine.OVER_BUDGET_LIMIT
+  assert not training.configs
+
+
+def test_one_worker_trains_each_reference(tmp_path, monkeypatch):
+  a, training = _search(tmp_path, monkeypatch, [[0.31]],
+                        measure=_fake_measure([0.46]))
+  b = engine.Search(a.output_dir, a.space, a.proxy, sampler='random', seed=0)
+  # B holds the claim (it is training): A goes on without the result.
+  assert b._claim('spinenet_search:reference:SpineNet-49') is None
+  lines = []
+  assert a.reference('SpineNet-49', log=lines.append) is None
+  assert lines == [f'reference SpineNet-49: trained by {engine.worker_name()}'
+                   '; this worker goes on.']
+  assert a.reference('R50-FPN', train=False) is None  # report_only: never
+  assert not training.configs
+  # A claim whose worker died on this host is taken over, once.
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()
+  claim = optuna.load_study(study_name='spinenet_search:reference:'
+                            'SpineNet-49', storage=a.storage)
+  claim.set_user_attr('worker', f'{socket.gethostname()}:{dead.pid}')
+  assert a.reference('SpineNet-49')['AP'] == 0.31
+  assert len(training.configs) == 1
+  assert b.reference('SpineNet-49')['AP'] == 0.31  # read back
+  assert engine.study_names(a.storage) == ['spinenet_search']
+
+
+def test_a_result_of_another_config_is_refused(tmp_path, monkeypatch):
+  search, training = _search(tmp_path, monkeypatch, [[0.31]],
+                             measure=_fake_measure([0.46]))
+  search.reference('SpineNet-49')
+  changed = engine.Search(
+      search.output_dir, search.space,
+      proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES, 'trainer.train_steps=4'],
+                  latency_runs=0), sampler='random', seed=0)
+  with pytest.raises(ValueError, match=r'references/SpineNet-49/result.json '
+                     r'was produced by another config \(trainer.train_steps: '
+                     r'2 -> 4\)'):
+    changed.reference('SpineNet-49')
+  assert len(training.configs) == 1
+
+
+def test_the_report_rewrites_top_whole(tmp_path, monkeypatch):
+  search, _ = _search(tmp_path, monkeypatch, [[0.1], [0.2], [0.3]],
+                      measure=_fake_measure([0.5] * 3))
+  search.run(3, log=lambda line: None)
+  report.write_report(search.study, search.output_dir, top_k=3)
+  top = os.path.join(search.output_dir, 'top')
+  assert sorted(os.listdir(top)) == [
+      'rank1.png', 'rank1.yaml', 'rank2.png', 'rank2.yaml', 'rank3.png',
+      'rank3.yaml', 'top.csv']
+  report.write_report(search.study, search.output_dir, top_k=1)
+  assert sorted(os.listdir(top)) == ['rank1.png', 'rank1.yaml', 'top.csv']
+  assert not [n for n in os.listdir(search.output_dir)
+              if n.startswith('.top-')]

@@ -86,8 +86,9 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   storage = f'sqlite:///{output_dir}/study.db'
   logs = [str(tmp_path / 'worker_a.log'), str(tmp_path / 'worker_b.log')]
   deadline = time.time() + TEST_SECONDS
-  victim = start_worker(output_dir, data_dir, logs[0], seed=0)
-  other = start_worker(output_dir, data_dir, logs[1], seed=100)
+  # One command on every worker, as README deploys it (the same --seed).
+  victim = start_worker(output_dir, data_dir, logs[0], seed=7)
+  other = start_worker(output_dir, data_dir, logs[1], seed=7)
 
   def victim_trial_training():
     if not os.path.exists(f'{output_dir}/study.db'):
@@ -116,7 +117,7 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   # Past the grace period (2 heartbeats), as a restart after a crash would
   # be: a worker started sooner counts the dead trial as still running.
   time.sleep(2 * HEARTBEAT + 2)
-  restarted = start_worker(output_dir, data_dir, logs[0], seed=200)
+  restarted = start_worker(output_dir, data_dir, logs[0], seed=7)
   finish([other, restarted], logs, deadline)
 
   trials = {t.number: t for t in load_trials(storage)}
@@ -131,6 +132,8 @@ def test_two_workers_share_a_sqlite_study_and_survive_a_sigkill(tmp_path):
   assert retry.user_attrs['trial_dir'] == dead.user_attrs['trial_dir']
   complete = [t for t in trials.values() if t.state.name == 'COMPLETE']
   assert len(complete) == 3 and len(trials) == 4
+  # Distinct candidates, though every worker had the same seed.
+  assert len({tuple(sorted(t.params.items())) for t in complete}) == 3
   assert all(0 <= t.values[0] <= 1 for t in complete)
   assert len({t.user_attrs['worker'] for t in complete}) >= 2
   # The folder's outputs, written by the last worker to stop.
@@ -199,12 +202,13 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
   output_dir, data_dir = str(tmp_path / 'search'), str(tmp_path / 'data')
   logs = [str(tmp_path / f'worker_{i}.log') for i in range(2)]
   deadline = time.time() + TEST_SECONDS
-  workers = [start_worker(output_dir, data_dir, log, seed=100 * i,
+  workers = [start_worker(output_dir, data_dir, log, seed=7,
                           storage=postgres_url, n_trials=2)
-             for i, log in enumerate(logs)]
+             for log in logs]
   finish(workers, logs, deadline)
   trials = load_trials(postgres_url)
   assert [t.state.name for t in trials] == ['COMPLETE', 'COMPLETE']
+  assert trials[0].params != trials[1].params
   assert {t.user_attrs['worker'].split(':')[1] for t in trials} == {
       str(w.pid) for w in workers}
   assert not os.path.exists(os.path.join(output_dir, 'study.db'))
@@ -221,6 +225,9 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
      'nsga2).'),
     (['--sampler=random', '--startup_trials=3'],
      "error: startup_trials is a TPE setting; sampler is 'random'."),
+    (['--sampler=rl', '--storage=journal:j.log'],
+     "error: sampler 'rl' needs a database storage: with journal: a dead "
+     "worker's trial stays RUNNING"),
 ])
 def test_a_bad_search_command_is_one_error_line(tmp_path, args, expected):
   if args:
@@ -233,3 +240,22 @@ def test_a_bad_search_command_is_one_error_line(tmp_path, args, expected):
   last = result.stderr.rstrip().splitlines()[-1]
   assert last.startswith(expected), result.stderr[-3000:]
   assert 'secret' not in result.stderr
+
+
+def test_report_only_refuses_an_unknown_study_and_changes_nothing(tmp_path):
+  # Before: a mistyped --study_name created an empty study and overwrote
+  # trials.csv, top.csv and pareto.png with empty ones.
+  storage = f'sqlite:///{tmp_path}/study.db'
+  optuna.create_study(storage=storage, study_name='spinenet_search')
+  (tmp_path / 'trials.csv').write_text('the earlier report\n')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'scripts', 'search.py'),
+       f'--output_dir={tmp_path}', '--report_only',
+       '--study_name=spinenet_serach'],
+      capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert result.stderr.rstrip().splitlines()[-1] == (
+      "error: no study 'spinenet_serach' in the storage; its studies: "
+      "['spinenet_search'].")
+  assert optuna.get_all_study_names(storage) == ['spinenet_search']
+  assert (tmp_path / 'trials.csv').read_text() == 'the earlier report\n'

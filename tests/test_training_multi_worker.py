@@ -1,9 +1,10 @@
 """MultiWorkerMirroredStrategy: scripts/train.py as 2 worker processes on
-localhost (TF_CONFIG) trains a tiny demo config 4 steps; both finish, and
-the weights the chief saved in model_dir equal those the other worker saved
-under model_dir/.worker_tmp/1. BatchNorm is synchronized: without it each
-worker keeps the moving statistics of its own images (Keras 3 updates a
-replica's copy of them only), which then differ.
+localhost (TF_CONFIG) trains a tiny demo config 4 steps; both finish, the
+chief's checkpoint is in model_dir and the copy the other worker must
+write (a collective) is removed at once: no model_dir/.worker_tmp/ is
+left. BatchNorm is synchronized: without it each worker keeps the moving
+statistics of its own images (Keras 3 updates a replica's copy of them
+only), which then differ, and so would the workers' detections below.
 
 The run is train_and_eval: the evaluation after step 4 runs under the
 strategy, each worker on its share of the 7 validation images (4 and 3: the
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import detection_input, synthetic_shapes
@@ -103,21 +103,14 @@ def test_two_workers_train_to_the_same_weights(tmp_path):
                                 for i, rc, err in failed)
   assert 'step 4/4 (100%)' in results[0][1]  # the chief's progress line
   chief = tf.train.latest_checkpoint(str(model_dir))
-  other = tf.train.latest_checkpoint(str(model_dir / '.worker_tmp' / '1'))
-  assert chief.endswith('ckpt-4') and other.endswith('ckpt-4')
+  assert chief.endswith('ckpt-4')
   assert (model_dir / 'params.yaml').exists()
-  chief, other = (tf.train.load_checkpoint(chief),
-                  tf.train.load_checkpoint(other))
-  names = chief.get_variable_to_shape_map()
-  assert names == other.get_variable_to_shape_map()
-  weights = [n for n in names if n.startswith('model/')]
-  assert len(weights) > 100
-  for name in names:
-    if name.endswith('.ATTRIBUTES/VARIABLE_VALUE'):
-      np.testing.assert_allclose(other.get_tensor(name), chief.get_tensor(name),
-                                 rtol=1e-5, atol=1e-6, err_msg=name)
+  # Before: the other worker's full checkpoints stayed there for ever.
+  assert not (model_dir / '.worker_tmp').exists()
 
-  # Evaluation: each worker ran its share, all of them were evaluated.
+  # Evaluation: each worker ran its share, all of them were evaluated, and
+  # worker 1's detections of its share (its weights) equal the chief's
+  # checkpoint's (a single-device evaluation below, within 1e-9).
   for index, share in enumerate([[4], [3]]):
     found = re.findall(r'Evaluated (\d+) images; worker %d ran (\[.*?\])'
                        % index, results[index][2])

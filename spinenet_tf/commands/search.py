@@ -50,13 +50,16 @@ flags.DEFINE_enum('pruner', 'none', ['none', 'median', 'successive_halving',
                   'Prunes trials on the AP reported during training.')
 flags.DEFINE_integer('reports_per_trial', 3, 'Evaluations per trial when '
                      'pruning.', lower_bound=1)
-flags.DEFINE_float('max_gflops', None, 'Candidates above are not trained.')
+flags.DEFINE_float('max_gflops', None, 'Candidates above are not trained '
+                   '(a worker stops after 50 such draws in a row).')
 flags.DEFINE_float('max_latency_ms', None, 'Candidates slower (batch 1, '
-                   'this machine) are not trained.')
+                   'this machine) are not trained (a worker stops after 50 '
+                   'such draws in a row).')
 flags.DEFINE_integer('latency_runs', 5, 'Timed forward passes per candidate '
                      '(0: no latency).', lower_bound=0)
-flags.DEFINE_integer('seed', None, 'Sampler seed (offset by the trials '
-                     'already in the study).')
+flags.DEFINE_integer('seed', None, "The study's seed (the same on every "
+                     'worker): trial n is drawn from (seed, n); recorded by '
+                     "the study's first worker.", lower_bound=0)
 flags.DEFINE_integer('startup_trials', None, 'Random trials before TPE '
                      'models the results (TPE only; default 10).',
                      lower_bound=0)
@@ -72,11 +75,12 @@ flags.DEFINE_string('data_dir', None, 'Data of the proxy (default '
                     '<output_dir>/data_<size>, the synthetic scenes written '
                     'on first use).')
 flags.DEFINE_list('references', [], 'Reference architectures to train under '
-                  'the same proxy for the Pareto plot: SpineNet-49, R50-FPN.')
+                  'the same proxy for the Pareto plot: SpineNet-49, R50-FPN '
+                  '(one worker trains each; the others go on).')
 flags.DEFINE_integer('top_k', 5, 'Best candidates written to top/.',
                      lower_bound=1)
-flags.DEFINE_bool('report_only', False, 'Write the reports of the study '
-                  'and exit.')
+flags.DEFINE_bool('report_only', False, 'Write the reports of an existing '
+                  'study and exit (trains nothing).')
 flags.DEFINE_bool('quick', False, 'Tiny trials (128 px, 2 steps) to check a '
                   'search end to end.')
 FLAGS = flags.FLAGS
@@ -101,22 +105,33 @@ def main(argv):
                            FLAGS.data_dir, FLAGS.latency_runs)
   proxy_task.data_dir = proxy_task.data_dir or os.path.join(
       FLAGS.output_dir, f'data_{proxy_task.input_size}')
+  if FLAGS.report_only:  # an existing study, nothing trained
+    engine.load_study(engine.open_storage(FLAGS.storage, FLAGS.output_dir,
+                                          FLAGS.heartbeat_seconds),
+                      FLAGS.study_name)
   search = engine.Search(
       FLAGS.output_dir, space, proxy_task, FLAGS.sampler, FLAGS.objectives,
       FLAGS.storage, FLAGS.study_name, FLAGS.pruner, FLAGS.reports_per_trial,
       FLAGS.max_gflops, FLAGS.max_latency_ms, FLAGS.seed,
       FLAGS.startup_trials, FLAGS.heartbeat_seconds)
-  references = [search.reference(name) for name in FLAGS.references]
+  log = lambda line: print(line, flush=True)
+  for name in FLAGS.references:
+    search.reference(name, train=not FLAGS.report_only, log=log)
   if not FLAGS.report_only:
-    print(f'search space ({FLAGS.allocation}):\n{space.describe()}',
-          flush=True)
+    log(f'search space ({FLAGS.allocation}):\n{space.describe()}')
     trials_csv = os.path.join(FLAGS.output_dir, 'trials.csv')
-    search.run(FLAGS.n_trials, log=lambda line: print(line, flush=True),
+    search.run(FLAGS.n_trials, log=log,
                on_trial=lambda study, _: report.write_trials_csv(
                    study.get_trials(deepcopy=False), trials_csv))
+  references = {name: search.reference(name, train=False)
+                for name in FLAGS.references}
+  for name in sorted(n for n, r in references.items() if r is None):
+    log(f'reference {name}: no result yet (another worker trains it, or '
+        'run without --report_only); not in pareto.png.')
   print(report.write_report(
       search.study, FLAGS.output_dir, FLAGS.top_k,
-      [(r['name'], r['gflops'], r['AP']) for r in references]))
+      [(r['name'], r['gflops'], r['AP']) for r in references.values()
+       if r is not None]))
   print(f'wrote {FLAGS.output_dir}/trials.csv, top/, pareto.png')
 
 

@@ -42,7 +42,7 @@ class RNNController(keras.Model):
     baseline_decay: the moving average's decay per reward.
     entropy_weight: the entropy bonus (keeps exploring).
     seed: the initial weights.
-    sample_seed: the stream of draws (`draws` counts them).
+    sample_seed: the draws' seed (draw n: seed (sample_seed, n)).
   """
 
   def __init__(self, num_choices, units=64, learning_rate=0.002,
@@ -76,7 +76,7 @@ class RNNController(keras.Model):
                                        name='head_kernel')
     self.head_bias = self.add_weight(shape=(steps, widest),
                                      initializer='zeros', name='head_bias')
-    self.baseline, self.draws = None, 0
+    self.baseline = None
     self.controller_optimizer = keras.optimizers.Adam(learning_rate)
     self._sample = tf.function(lambda seed: self._unroll(None, 1, seed))
     self._update = tf.function(self._gradient_step)
@@ -115,11 +115,11 @@ class RNNController(keras.Model):
     """log p of each row of `actions` as numpy."""
     return self(tf.constant(actions, tf.int32)).numpy()
 
-  def sample(self):
-    """The next draw of this controller's stream: one int per step."""
-    seed = tf.constant([self.sample_seed, self.draws * len(self.num_choices)],
+  def sample(self, draw):
+    """Draw number `draw` (an int >= 0) of the current policy: one int per
+    step."""
+    seed = tf.constant([self.sample_seed, draw * len(self.num_choices)],
                        tf.int32)
-    self.draws += 1
     return self._sample(seed)[0][0].numpy().tolist()
 
   def _gradient_step(self, actions, advantages):
@@ -144,7 +144,7 @@ class RNNController(keras.Model):
 
   def state(self):
     """What the policy learned (weights, optimizer moments, baseline), as
-    numpy arrays; the draw stream is not part of it."""
+    numpy arrays; the draws' seed is not part of it."""
     arrays = {f'weight_{i}': w for i, w in enumerate(self.get_weights())}
     arrays.update({f'optimizer_{i}': v.numpy() for i, v in
                    enumerate(self.controller_optimizer.variables)})
@@ -180,7 +180,8 @@ class ControllerSampler(optuna.samplers.BaseSampler):
     parameters: [(name, number of choices)] (`SearchSpace.parameters()`).
     reward: trial -> float, or None to learn nothing from it.
     state_file: where the controller's state is saved and resumed from.
-    seed: the draws of this worker (None: random).
+    seed: the draws: trial n is draw n of the seed's stream, so workers
+      with one seed draw distinct trials alike (None: random).
     policy_seed: the initial weights; the same on every worker.
     **controller_kwargs: `RNNController`'s.
   """
@@ -235,7 +236,7 @@ class ControllerSampler(optuna.samplers.BaseSampler):
     if not search_space:
       return {}
     self.learn(study.get_trials(deepcopy=False))
-    draw = dict(zip(self.names, self.controller.sample()))
+    draw = dict(zip(self.names, self.controller.sample(trial.number)))
     return {name: draw[name] for name in search_space}
 
   def sample_independent(self, study, trial, param_name, param_distribution):

@@ -22,7 +22,6 @@ is failed by the next worker that starts a trial after the grace period,
 and retried once in the same folder, so it resumes from its checkpoint.
 """
 
-import json
 import math
 import os
 import socket
@@ -35,16 +34,13 @@ import keras
 import optuna
 import sqlalchemy
 
-from spinenet_tf import checks
+from spinenet_tf import checks, results
 from spinenet_tf import specs as specs_lib
-from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.search import controller, permutation_study
 from spinenet_tf.search import proxy as proxy_lib
-from spinenet_tf.search import report
+from spinenet_tf.search import report, samplers
 from spinenet_tf.training.trainer import NonFiniteLossError
 
-SAMPLERS = ('tpe', 'random', 'nsga2', 'rl')
-PRUNERS = ('none', 'median', 'successive_halving', 'hyperband')
 # objectives flag -> the trial's measured values it optimizes, in order.
 OBJECTIVES = {'ap': ('AP',), 'ap,flops': ('AP', 'gflops'),
               'ap,latency': ('AP', 'latency_ms')}
@@ -54,7 +50,31 @@ REFERENCES = {'SpineNet-49': {'backbone': '49'},
               'R50-FPN': permutation_study.ARCHITECTURES['a'].model}
 STUDY_FILE = 'study.db'
 OVER_BUDGET = 'over_budget'
-WORKER = f'{socket.gethostname()}:{os.getpid()}'  # on each trial it runs
+# A worker stops after this many over-budget draws in a row: the budget is
+# likely below every candidate of the space.
+OVER_BUDGET_LIMIT = 50
+# The study of the claim on reference <name> (one worker trains it).
+REFERENCE_CLAIM = '{study}:reference:{name}'
+
+
+def worker_name():
+  """'host:pid' of this process (on each trial it runs)."""
+  return f'{socket.gethostname()}:{os.getpid()}'
+
+
+def study_names(storage):
+  """The search studies in `storage` (reference claims left out)."""
+  return sorted(name for name in optuna.get_all_study_names(storage)
+                if ':reference:' not in name)
+
+
+def load_study(storage, study_name):
+  """An existing study; a ValueError listing the studies if it is not."""
+  names = study_names(storage)
+  if study_name not in names:
+    raise ValueError(f'no study {study_name!r} in the storage; its studies: '
+                     f'{names or "none"}.')
+  return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def open_storage(url, output_dir, heartbeat_seconds=60):
@@ -107,21 +127,6 @@ def _rdb_storage(url, engine_kwargs, heartbeat, attempts=3):
       time.sleep(1 + attempt)
 
 
-def build_sampler(name, seed=None, startup_trials=None):
-  """An Optuna sampler by name ('rl' is built by `Search`, which knows the
-  space); `startup_trials` is TPE's (default 10)."""
-  checks.choice('sampler', name, SAMPLERS[:3])
-  if startup_trials is not None and name != 'tpe':
-    raise ValueError(f'startup_trials is a TPE setting; sampler is {name!r}.')
-  if name == 'random':
-    return optuna.samplers.RandomSampler(seed=seed)
-  if name == 'tpe':
-    return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=10 if startup_trials is None else
-        checks.integer('startup_trials', startup_trials, 0))
-  return optuna.samplers.NSGAIISampler(seed=seed)
-
-
 def controller_reward(trial):
   """The RL controller's reward for a finished trial: its AP; for one the
   pruner stopped, the last AP it reported; 0 for a candidate over the
@@ -138,12 +143,18 @@ def controller_reward(trial):
   return None
 
 
-def build_pruner(name):
-  checks.choice('pruner', name, PRUNERS)
-  return {'none': optuna.pruners.NopPruner,
-          'median': optuna.pruners.MedianPruner,
-          'successive_halving': optuna.pruners.SuccessiveHalvingPruner,
-          'hyperband': optuna.pruners.HyperbandPruner}[name]()
+def _dead_here(worker):
+  """Whether `worker` ('host:pid') was a process of this host that ended."""
+  host, _, pid = worker.rpartition(':')
+  if host != socket.gethostname() or not pid.isdigit():
+    return False
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:  # alive, another user's
+    return False
+  return False
 
 
 def _reason(error):
@@ -178,9 +189,12 @@ class Search:
     pruner: 'none', 'median', 'successive_halving' or 'hyperband' (AP
       reported at `reports_per_trial` evaluations; one objective only).
     max_gflops, max_latency_ms: candidates above are not trained (pruned,
-      `over_budget`; they do not use the trial budget).
-    seed: sampler seed, offset by the study's trial count when this worker
-      starts (so workers and resumed runs draw differently); None: random.
+      `over_budget`; they do not use the trial budget); after
+      OVER_BUDGET_LIMIT of them in a row, `run` stops with a ValueError.
+    seed: the study's seed, recorded by its first worker (another seed
+      is refused): trial n is drawn from (seed, n), so workers started
+      with one command draw distinct candidates; None: random draws (the
+      study's seed if it has one).
   """
 
   def __init__(self, output_dir, space, proxy, sampler='tpe', objectives='ap',
@@ -188,7 +202,7 @@ class Search:
                reports_per_trial=3, max_gflops=None, max_latency_ms=None,
                seed=None, startup_trials=None, heartbeat_seconds=60):
     self.output_dir, self.space, self.proxy = output_dir, space, proxy
-    checks.choice('sampler', sampler, SAMPLERS)
+    checks.choice('sampler', sampler, samplers.SAMPLERS)
     self.objectives = OBJECTIVES[checks.choice('objectives', objectives,
                                                tuple(OBJECTIVES))]
     if sampler == 'rl' and len(self.objectives) > 1:
@@ -205,6 +219,13 @@ class Search:
             'max_gflops', max_gflops, 0, low_open=True),
         'latency_ms': None if max_latency_ms is None else checks.number(
             'max_latency_ms', max_latency_ms, 0, low_open=True)}
+    if sampler == 'rl' and isinstance(storage, str) and storage.startswith(
+        'journal:'):
+      raise ValueError("sampler 'rl' needs a database storage: with "
+                       "journal: a dead worker's trial stays RUNNING and "
+                       'the controller, which learns the trials in number '
+                       'order, would wait on it for ever (use sqlite:///, '
+                       'postgresql:// or mysql://).')
     if self.budget['latency_ms'] is not None and not proxy.latency_runs:
       raise ValueError('max_latency_ms needs latency_runs > 0.')
     if 'latency_ms' in self.objectives and not proxy.latency_runs:
@@ -218,24 +239,40 @@ class Search:
     study = optuna.create_study(
         storage=self.storage, study_name=self.study_name,
         directions=directions, load_if_exists=True,
-        pruner=build_pruner(self.pruner_name))
+        pruner=samplers.build_pruner(self.pruner_name))
     if study.directions != [optuna.study.StudyDirection[d.upper()]
                             for d in directions]:
       raise ValueError(f'study {self.study_name!r} exists with directions '
                        f'{[d.name.lower() for d in study.directions]}, not '
                        f'{directions} (objectives {self.objectives}).')
-    offset = len(study.get_trials(deepcopy=False))
-    worker_seed = None if seed is None else seed + offset
+    seed = self._study_seed(study, seed)
     if sampler == 'rl':
       if startup_trials is not None:
         raise ValueError("startup_trials is a TPE setting; sampler is 'rl'.")
       study.sampler = controller.ControllerSampler(
           self.space.parameters(), controller_reward,
           os.path.join(self.output_dir, f'controller_{self.study_name}.npz'),
-          seed=worker_seed, policy_seed=seed or 0)
+          seed=seed, policy_seed=seed or 0)
     else:
-      study.sampler = build_sampler(sampler, worker_seed, startup_trials)
+      study.sampler = samplers.build_sampler(sampler, seed, startup_trials)
     return study
+
+  def _study_seed(self, study, seed):
+    """The study's seed: recorded by its first worker; a worker given
+    another is refused, one given none takes the study's."""
+    if seed is not None:
+      checks.integer('seed', seed, 0)
+    if 'seed' not in study.user_attrs:
+      study.set_user_attr('seed', seed)
+      return seed
+    recorded = study.user_attrs['seed']
+    if seed is not None and seed != recorded:
+      started = 'without a seed' if recorded is None else (
+          f'with seed {recorded}')
+      raise ValueError(f'study {self.study_name!r} was started {started}; '
+                       f'this worker has seed {seed} (give every worker the '
+                       "same seed, or none to take the study's).")
+    return recorded
 
   # The trial.
 
@@ -248,7 +285,7 @@ class Search:
   def objective(self, trial):
     """Draws, measures, trains and scores one candidate."""
     keras.backend.clear_session()
-    trial.set_user_attr('worker', WORKER)
+    trial.set_user_attr('worker', worker_name())
     choices = {name: trial.suggest_int(name, 0, n - 1)
                for name, n in self.space.parameters()}
     try:
@@ -305,17 +342,28 @@ class Search:
         raise optuna.TrialPruned(trial.user_attrs['prune_reason'])
     return report
 
-  def reference(self, name):
-    """The proxy result of REFERENCES[name]: trained once in
-    references/<name>/ (resuming there after a kill), then read back."""
+  def reference(self, name, train=True, log=print):
+    """The proxy result of REFERENCES[name] (its references/<name>/
+    result.json), trained here first if no worker has claimed it and
+    `train`; None while another worker trains it, or when not `train`.
+
+    The claim is a study of the storage (`REFERENCE_CLAIM`), created by
+    exactly one worker; a claim whose worker is dead (on this host) is
+    taken over once, through a second such study."""
     checks.choice('reference', name, tuple(REFERENCES))
     run_dir = os.path.join(self.output_dir, 'references', name)
     path = os.path.join(run_dir, 'result.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        return json.load(f)
     model = dict(REFERENCES[name])
     config = self.proxy.config(model.pop('backbone'), {'model': model})
+    result = results.read_result(path, config)
+    if result is not None or not train:
+      return result
+    owner = self._claim(REFERENCE_CLAIM.format(study=self.study_name,
+                                               name=name))
+    if owner is not None:
+      log(f'reference {name}: trained by {owner}; this worker goes on.')
+      return None
+    log(f'reference {name}: training it under the proxy in {run_dir}')
     size = self.proxy.measure(config)
     metrics = proxy_lib.train_and_evaluate(config, self.proxy.data_dir,
                                            run_dir)
@@ -323,8 +371,22 @@ class Search:
               'gflops': size['flops'] / 1e9, 'params': size['params'],
               'latency_ms': size['latency_ms'], 'seconds': metrics['seconds']}
     os.makedirs(run_dir, exist_ok=True)
-    atomic_write(path, json.dumps(result, indent=2))
+    results.write_result(path, result, config)
     return result
+
+  def _claim(self, claim_name):
+    """None if this worker now holds the claim `claim_name`, else the
+    worker that does."""
+    try:
+      claim = optuna.create_study(storage=self.storage, study_name=claim_name)
+    except optuna.exceptions.DuplicatedStudyError:
+      claim = optuna.load_study(study_name=claim_name, storage=self.storage)
+      owner = claim.user_attrs.get('worker', 'a starting worker')
+      if not _dead_here(owner):
+        return owner
+      return self._claim(f'{claim_name}:after:{owner}')
+    claim.set_user_attr('worker', worker_name())
+    return None
 
   # The loop.
 
@@ -346,15 +408,30 @@ class Search:
       log(f'study {self.study_name!r} has {n_trials} trials already.')
       return
 
+    over_budget = []  # this worker's over-budget trials in a row
+
     def after_trial(study, trial):
       log(self.progress_line(trial, n_trials, time.time() - start))
       if on_trial is not None:
         on_trial(study, trial)
-      if len(self.counted_trials()) >= n_trials:
+      over_budget[:] = (over_budget + [trial]
+                        if trial.user_attrs.get(OVER_BUDGET) else [])
+      if (len(over_budget) >= OVER_BUDGET_LIMIT
+          or len(self.counted_trials()) >= n_trials):
         study.stop()
 
     self.study.optimize(self.objective, callbacks=[after_trial],
                         catch=(Exception,), gc_after_trial=True)
+    if len(over_budget) >= OVER_BUDGET_LIMIT:
+      raise ValueError(self._over_budget_line(over_budget))
+
+  def _over_budget_line(self, trials):
+    limits = [f'max_{key} {limit:g} (smallest drawn '
+              f'{min(t.user_attrs[key] for t in trials):.4g})'
+              for key, limit in self.budget.items() if limit is not None]
+    return (f'{len(trials)} candidates in a row were over the budget, '
+            f'{", ".join(limits)}: the budget is likely below every '
+            'candidate of this space; raise it.')
 
   def progress_line(self, trial, n_trials, elapsed):
     """'trial 3 of 30 (#2) COMPLETE: AP ... | best ... | ETA ...'."""

@@ -17,6 +17,7 @@ per run), summary.csv, summary.md and ap_vs_flops.png.
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ import statistics
 
 import tensorflow as tf
 
-from spinenet_tf import checks, configs
+from spinenet_tf import checks, configs, results
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.search import proxy
 from spinenet_tf.training import config as config_lib
@@ -128,11 +129,9 @@ class Study:
 
   def result(self, key, seed):
     """The finished run's result dict, or None."""
-    path = os.path.join(self.run_dir(key, seed), RESULT_FILE)
-    if not tf.io.gfile.exists(path):
-      return None
-    with tf.io.gfile.GFile(path) as f:
-      return json.load(f)
+    return results.read_result(
+        os.path.join(self.run_dir(key, seed), RESULT_FILE),
+        self.config(key, seed))
 
   def run(self, log=print):
     """Trains and evaluates every unfinished run; returns their results."""
@@ -162,8 +161,7 @@ class Study:
                   os.path.join(run_dir, 'train')),
               **{m: metrics[m] for m in METRICS},
               **self.size(key)}
-    atomic_write(os.path.join(run_dir, RESULT_FILE),
-                 json.dumps(result, indent=2))
+    results.write_result(os.path.join(run_dir, RESULT_FILE), result, config)
     return result
 
   def size(self, key):
@@ -174,7 +172,9 @@ class Study:
       with tf.io.gfile.GFile(path) as f:
         sizes = json.load(f)
     config = self.config(key, 0)
-    tag = f'{key}@{config.model["input_size"]}'
+    # Keyed by the whole model section: overrides may change the sizes.
+    tag = f'{key}@' + hashlib.sha1(json.dumps(
+        config.model, sort_keys=True).encode()).hexdigest()[:12]
     if tag not in sizes:
       size = proxy.measure(config)
       sizes[tag] = {'params': size['params'], 'flops': size['flops']}

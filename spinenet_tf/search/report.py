@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import tempfile
 
 import optuna
 
@@ -69,28 +71,45 @@ def write_trials_csv(trials, path):
   return atomic_write(path, _csv([trial_row(t) for t in trials], COLUMNS))
 
 
+def _replace_folder(source, target, attempts=3):
+  """Moves folder `source` to `target`, replacing it (another worker may
+  write its report at the same moment: tried again)."""
+  for attempt in range(attempts):
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+      return os.replace(source, target)
+    except OSError:
+      if attempt == attempts - 1:
+        raise
+
+
 def write_top(trials, output_dir, k):
-  """Copies the k best candidates to top/ with their pictures; returns the
-  written spec files, best first."""
+  """Writes top/ whole (the k best candidates with their pictures, nothing
+  left of an earlier report); returns the spec files, best first."""
   from spinenet_tf.viz.architecture import draw_architecture
 
   top_dir = os.path.join(output_dir, 'top')
-  os.makedirs(top_dir, exist_ok=True)
-  rows, paths = [], []
-  for rank, trial in enumerate(scored(trials)[:k], 1):
-    source = os.path.join(output_dir, trial_row(trial)['specs_file'])
-    with open(source) as f:
-      path = atomic_write(os.path.join(top_dir, f'rank{rank}.yaml'), f.read())
-    attrs = trial.user_attrs
-    draw_architecture(path, os.path.join(top_dir, f'rank{rank}.png'),
-                      title=f'rank {rank}: trial {trial.number}, proxy AP '
-                      f'{attrs["AP"]:.4f}, {attrs["gflops"]:.3f} GFLOPs')
-    rows.append({'rank': rank, 'number': trial.number, 'AP': attrs['AP'],
-                 'gflops': attrs['gflops'], 'file': f'rank{rank}.yaml'})
-    paths.append(path)
-  atomic_write(os.path.join(top_dir, 'top.csv'),
-               _csv(rows, ('rank', 'number', 'AP', 'gflops', 'file')))
-  return paths
+  staging = tempfile.mkdtemp(prefix='.top-', dir=output_dir)
+  try:
+    rows = []
+    for rank, trial in enumerate(scored(trials)[:k], 1):
+      source = os.path.join(output_dir, trial_row(trial)['specs_file'])
+      path = os.path.join(staging, f'rank{rank}.yaml')
+      shutil.copyfile(source, path)
+      attrs = trial.user_attrs
+      draw_architecture(path, os.path.join(staging, f'rank{rank}.png'),
+                        title=f'rank {rank}: trial {trial.number}, proxy AP '
+                        f'{attrs["AP"]:.4f}, {attrs["gflops"]:.3f} GFLOPs')
+      rows.append({'rank': rank, 'number': trial.number, 'AP': attrs['AP'],
+                   'gflops': attrs['gflops'], 'file': f'rank{rank}.yaml'})
+    with open(os.path.join(staging, 'top.csv'), 'w') as f:
+      f.write(_csv(rows, ('rank', 'number', 'AP', 'gflops', 'file')))
+    os.chmod(staging, 0o755)
+    _replace_folder(staging, top_dir)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  return [os.path.join(top_dir, row['file']) for row in rows]
 
 
 def plot_pareto(trials, path, references=()):

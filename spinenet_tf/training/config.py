@@ -26,6 +26,7 @@ from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data import label_map as label_map_lib
 from spinenet_tf.data.classification_input import DATASETS
 from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
+from spinenet_tf.detection.coco_eval import METRICS as COCO_METRICS
 from spinenet_tf.layers.fpn import FPN_OPTIONS
 from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.models import classifier, resnet, retinanet
@@ -104,6 +105,11 @@ class ScheduleConfig:
   multipliers: typing.List[float] = _range(None, 0, factory=list)  # step
   decay_steps: typing.Optional[int] = _range(None, 1)  # cosine
   alpha: float = _range(0.0, 0, 1)  # cosine
+
+
+# What each task's evaluation returns (trainer.best_metric names one).
+EVAL_METRICS = {'detection': COCO_METRICS,
+                'classification': ('top_1_accuracy', 'top_5_accuracy')}
 
 
 @dataclasses.dataclass
@@ -414,6 +420,26 @@ def check_consistency(config):
                      f'{schedule.boundaries!r}.')
 
 
+def _check_best_metric(config):
+  """trainer.best_metric must be a metric the task's evaluation returns
+  (checked on every worker when the config is read, not at the first
+  evaluation on the chief alone)."""
+  name = config.trainer.best_metric
+  if name is None or name in EVAL_METRICS[config.task]:
+    return
+  per_class = (config.task == 'detection' and name.startswith('AP/')
+               and config.eval_data.annotation_file)
+  if per_class and config.label_map is not None:
+    names = label_map_lib.read_label_map(config.label_map).names.values()
+    per_class = name[len('AP/'):] in names
+  if not per_class:
+    extra = (" or 'AP/<class name>' (with eval_data.annotation_file)"
+             if config.task == 'detection' else '')
+    raise ValueError(f'config key trainer.best_metric {name!r} is not a '
+                     f'{config.task} metric: one of '
+                     f'{list(EVAL_METRICS[config.task])}{extra}.')
+
+
 def _num_classes_from_label_map(config):
   """Sets model.num_classes from the label map (or checks it)."""
   names = label_map_lib.read_label_map(config.label_map)
@@ -436,6 +462,7 @@ def config_from_dict(data):
     _num_classes_from_label_map(config)
   check_model(config.task, config.model)
   check_consistency(config)
+  _check_best_metric(config)
   return config
 
 

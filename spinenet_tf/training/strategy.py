@@ -19,6 +19,13 @@ def build_strategy(name='one_device', tpu=None, num_gpus=0):
   (address or name in `tpu`; '' for a local TPU VM)."""
   if name not in STRATEGIES:
     raise ValueError(f'strategy must be one of {STRATEGIES}, got {name!r}.')
+  if tpu is not None and name != 'tpu':
+    raise ValueError(f'--tpu={tpu} needs --strategy=tpu (strategy is '
+                     f'{name!r}); without it the run would use one device.')
+  if num_gpus and name != 'mirrored':
+    raise ValueError(f'--num_gpus={num_gpus} needs --strategy=mirrored '
+                     f'(strategy is {name!r}); without it the run would use '
+                     'one device.')
   if name == 'tpu':
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu or '')
     if tpu not in (None, '', 'local'):

@@ -10,6 +10,7 @@ under the current strategy: `training/eval_loop.py`) or a tf.data.Dataset
 (one replica).
 """
 
+import json
 import os
 
 import keras
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from spinenet_tf.data import image_ops
+from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data.label_map import read_label_map
 from spinenet_tf.detection.coco_eval import CocoEvaluator
 from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
@@ -28,6 +30,9 @@ from spinenet_tf.training.detection_eval import evaluate_detector
 from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training.eval_loop import EvalRun
 from spinenet_tf.viz.boxes import draw_detections
+
+# Beside a built-in dataset the trainer wrote: the config keys it holds.
+WRITTEN_FOR_FILE = 'written_for.json'
 
 
 def _input_size(model):
@@ -101,16 +106,35 @@ class DetectionTask(Task):
         label_map=self.label_map)
 
   def _ensure_synthetic(self, source, data_dir):
-    """Writes a built-in dataset on first use (the demo needs no data)."""
+    """Writes a built-in dataset on first use (the demo needs no data),
+    with WRITTEN_FOR_FILE: the config keys it was written for. A dataset
+    written for other values of those keys is refused (one written by
+    spinenet-make-dataset has no such file and is read as it is)."""
     if data_dir is None:
       raise ValueError(f'source {source!r} needs a data_dir (--data_dir).')
     module = SYNTHETIC[source]
-    if tf.io.gfile.exists(os.path.join(data_dir, module.INFO_FILE)):
-      return
     c = self.config
-    module.write_synthetic_dataset(
-        data_dir, c.train_data.synthetic_num_images,
-        c.eval_data.synthetic_num_images, _input_size(c.model), seed=0)
+    keys = {'train_data.synthetic_num_images':
+                c.train_data.synthetic_num_images,
+            'eval_data.synthetic_num_images': c.eval_data.synthetic_num_images,
+            'model.input_size': _input_size(c.model)}
+    record = os.path.join(data_dir, WRITTEN_FOR_FILE)
+    if not tf.io.gfile.exists(os.path.join(data_dir, module.INFO_FILE)):
+      module.write_synthetic_dataset(
+          data_dir, keys['train_data.synthetic_num_images'],
+          keys['eval_data.synthetic_num_images'], keys['model.input_size'],
+          seed=0)
+      atomic_write(record, json.dumps(keys, indent=2))
+    elif tf.io.gfile.exists(record):
+      with tf.io.gfile.GFile(record) as f:
+        written = json.load(f)
+      changed = [f'{key} {written.get(key)} there, {value} here'
+                 for key, value in keys.items() if written.get(key) != value]
+      if changed:
+        raise ValueError(
+            f'data_dir {data_dir!r} holds the {source} dataset written for '
+            f'other config values ({"; ".join(changed)}); use another '
+            '--data_dir, or remove it to write it again.')
 
   def train_dataset(self, input_context=None):
     return self._dataset(self.config.train_data, True, input_context).repeat()

@@ -382,13 +382,23 @@ class Trainer:
       self._write_scalars('train', values, step)
       progress.update(step, values)
       if step % tc.checkpoint_interval == 0 or step == tc.train_steps:
-        self.last_good_checkpoint = self.manager.save(checkpoint_number=step)
+        self.last_good_checkpoint = self._save(step)
       if evaluate and ((tc.eval_interval and step % tc.eval_interval == 0)
                        or step == tc.train_steps):
         metrics = self.evaluate()
         if on_evaluate is not None:
           on_evaluate(step, metrics)
     return metrics
+
+  def _save(self, step):
+    """Saves a checkpoint; returns the chief's path. Every worker saves (a
+    collective), but a non-chief's copy under .worker_tmp/ is removed at
+    once: the chief's in model_dir is the run's."""
+    path = self.manager.save(checkpoint_number=step)
+    if self.is_chief:
+      return path
+    tf.io.gfile.rmtree(self.manager.directory)
+    return os.path.join(self.model_dir, os.path.basename(path))
 
   def _learning_rate(self):
     lr = self.optimizer.learning_rate
