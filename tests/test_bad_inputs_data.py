@@ -264,3 +264,28 @@ def test_summary_is_one_line_of_all_counts(tmp_path):
       '(undecodable image or tf.Example), 0 invalid boxes dropped, 0 boxes '
       f'cut at max_num_instances, 1 corrupt file: {path} (1 record, '
       f'{16 + len(records[1])} bytes lost).')
+
+
+def test_a_trainer_written_dataset_is_refused_for_other_sizes(tmp_path):
+  # Before: info.json existing was enough, so a data_dir written for 4
+  # images at 128 px was read by a config asking 8 images at 256 px.
+  from spinenet_tf import configs
+  from spinenet_tf.training import config as config_lib
+  from spinenet_tf.training.tasks import build_task
+
+  def task(images, size):
+    return build_task(config_lib.load_experiment(
+        configs.path('demo_retinanet_synthetic'),
+        [f'train_data.synthetic_num_images={images},'
+         'eval_data.synthetic_num_images=2,'
+         f'model.input_size={size}']), str(tmp_path))
+
+  task(4, 128).train_dataset()  # written on first use
+  task(4, 128).train_dataset()  # the same keys: read as it is
+  with pytest.raises(ValueError) as error:
+    task(8, 256).train_dataset()
+  assert str(error.value) == (
+      f"data_dir {str(tmp_path)!r} holds the synthetic dataset written for "
+      'other config values (train_data.synthetic_num_images 4 there, 8 '
+      'here; model.input_size 128 there, 256 here); use another '
+      '--data_dir, or remove it to write it again.')

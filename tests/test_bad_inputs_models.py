@@ -211,6 +211,13 @@ def _load(*overrides):
                                 'schedule.warmup_steps > 0'),
     ('trainer.best_metric=null,trainer.best_metric_mode=min',
      'applies only with trainer.best_metric'),
+    # Before: refused only at the first evaluation, on the chief alone.
+    ('trainer.best_metric=mAP', "config key trainer.best_metric 'mAP' is not "
+     "a detection metric: one of ['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', "
+     "'ARmax1', 'ARmax10', 'ARmax100', 'ARs', 'ARm', 'ARl'] or 'AP/<class "
+     "name>' (with eval_data.annotation_file)."),
+    ('trainer.best_metric=AP/circle', "trainer.best_metric 'AP/circle' is not "
+     'a detection metric'),
     ('train_data.randaugment=[2,10]', 'applies only with task classification'),
     ('eval_data.scale_range=[0.8,1.2]', 'applies only with training data'),
     ("train_data.file_pattern='/data/*.tfrecord'",

@@ -7,6 +7,7 @@ or, for a recoverable input, the warning and the run that goes on:
   truncated latest checkpoint   resumes from the older one, warning names it
   every checkpoint corrupt      error naming the folder; params.yaml as it was
   --mode=eval, no checkpoint    error naming the folder
+  --num_gpus without --strategy error naming both flags
   unknown --experiment          error listing the known experiments
   --config_file missing         error naming the file
   bad --params_override key     error naming the dotted key
@@ -152,6 +153,8 @@ def quick_runs(tmp_path_factory):
                                 model_dir=root / 'x', data_dir=data_dir),
       'eval': lambda: start('--mode=eval', model_dir=root / 'empty',
                             data_dir=data_dir),
+      'num_gpus': lambda: start('--num_gpus=2', model_dir=root / 'x',
+                                data_dir=data_dir),
       # synthetic_num_images back to its default: the source is records.
       'records': lambda: start(
           '--params_override=train_data.source=tfrecord,'
@@ -243,6 +246,13 @@ def test_eval_without_checkpoint_names_the_folder(quick_runs):
   line = error_line(quick_runs['eval'])
   empty = quick_runs['root'] / 'empty'
   assert line == f'error: --mode=eval: no checkpoint in {empty}.'
+
+
+def test_a_device_flag_without_its_strategy_is_refused(quick_runs):
+  # Before: --num_gpus=2 (or --tpu) without --strategy trained on one device.
+  assert error_line(quick_runs['num_gpus']) == (
+      "error: --num_gpus=2 needs --strategy=mirrored (strategy is "
+      "'one_device'); without it the run would use one device.")
 
 
 def test_all_bad_training_records_name_the_pattern(quick_runs):

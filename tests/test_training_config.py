@@ -104,3 +104,16 @@ def test_shipped_experiments_are_package_data():
   with pytest.raises(ValueError, match="unknown experiment 'demo'; shipped "
                      'experiments: classification_spinenet49_imagenet, '):
     configs.path('demo')
+
+
+@pytest.mark.parametrize('name', [n for n in configs.names()
+                                  if n.startswith('retinanet_') and 'coco' in n])
+def test_coco_configs_match_model_gardens_anchor_matcher(name):
+  # README calls these Model Garden's recipe; before, the negative
+  # threshold was our default 0.4 where Model Garden's parser has 0.5.
+  from official.core import exp_factory
+  parser = exp_factory.get_exp_config(
+      'retinanet_spinenet_coco').task.train_data.parser
+  model = config_lib.load_experiment(configs.path(name)).model
+  assert (model['positive_threshold'], model['negative_threshold']) == (
+      parser.match_threshold, parser.unmatched_threshold)
