@@ -4,14 +4,22 @@
     if __name__ == '__main__':
       cli.run(main)             # absl: flags, then main(argv)
 
-A user error (bad flag, config, file, data, checkpoint: ValueError,
-TypeError, OSError, absl's UsageError, yaml errors, TensorFlow's OpError,
-a stopped run) prints `error: <message>` on one line to stderr and exits
-with status 1 (2 for flag errors). `--verbose` shows the Python traceback
-instead. Anything else is a bug and keeps its traceback.
+A user error prints `error: <message>` on one line to stderr and exits
+with status 1 (2 for flag errors); `--verbose` shows the traceback instead.
+User errors are what this project raises about the user's input (a
+`raise` of ValueError, TypeError or ArithmeticError, e.g. a NaN loss, in
+spinenet_tf's own code; `UserError`; absl's flag errors), a YAML file that
+does not parse, the
+file system's errors (OSError; TensorFlow's NotFound, PermissionDenied,
+AlreadyExists, DataLoss, ResourceExhausted) and the in-graph checks of the
+input pipeline (`tf.debugging.Assert`). Anything else is a bug: its
+traceback is shown, then a line that says so.
 """
 
+import linecache
+import os
 import sys
+import traceback
 
 from absl import app, flags
 
@@ -25,19 +33,42 @@ class UserError(Exception):
   """An error in what the user gave: printed as one line by `run`."""
 
 
-def _user_error_types():
-  types = [UserError, ValueError, TypeError, OSError, ArithmeticError,
-           app.UsageError, flags.Error]
-  for module, name in (('yaml', 'YAMLError'), ('tensorflow', 'errors')):
-    loaded = sys.modules.get(module)
-    if loaded is not None:
-      found = getattr(loaded, name)
-      types.append(found.OpError if module == 'tensorflow' else found)
-  return tuple(types)
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# TensorFlow errors about files, data and memory: the user's environment.
+TF_USER_ERRORS = ('NotFoundError', 'PermissionDeniedError',
+                  'AlreadyExistsError', 'DataLossError',
+                  'ResourceExhaustedError')
+BUG_LINE = ('error: the traceback above is a bug in spinenet_tf, not in '
+            'your input; please report it with the traceback.')
+
+
+def _raised_by_this_project(error):
+  """Whether `error` comes from a `raise` statement in spinenet_tf's own
+  code (not from a library it called, nor a failed operation of ours)."""
+  tb = error.__traceback__
+  if tb is None:
+    return False
+  while tb.tb_next is not None:
+    tb = tb.tb_next
+  filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+  return (filename.startswith(PACKAGE_DIR) and
+          linecache.getline(filename, tb.tb_lineno).strip().startswith(
+              'raise'))
 
 
 def is_user_error(error):
-  return isinstance(error, _user_error_types())
+  """Whether `error` is about the user's input (see the module doc)."""
+  if isinstance(error, (UserError, app.UsageError, flags.Error, OSError)):
+    return True
+  yaml = sys.modules.get('yaml')
+  if yaml is not None and isinstance(error, yaml.YAMLError):
+    return True
+  tf = sys.modules.get('tensorflow')
+  if tf is not None and isinstance(error, tf.errors.OpError):
+    return (type(error).__name__ in TF_USER_ERRORS
+            or 'assertion failed: [' in (error.message or ''))
+  return (isinstance(error, (ValueError, TypeError, ArithmeticError))
+          and _raised_by_this_project(error))
 
 
 def one_line(error):
@@ -80,8 +111,12 @@ def guarded(main):
     except Exception as e:  # pylint: disable=broad-except
       verbose = '--verbose' in sys.argv or (flags.FLAGS.is_parsed()
                                             and flags.FLAGS.verbose)
-      if verbose or not is_user_error(e):
+      if verbose:
         raise
+      if not is_user_error(e):
+        traceback.print_exc()
+        print(BUG_LINE, file=sys.stderr, flush=True)
+        sys.exit(1)
       exit_with(e)
   return run_main
 

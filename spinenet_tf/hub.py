@@ -1,4 +1,4 @@
-"""SpineNet as a KerasHub backbone (the `spinenet_tf[keras_hub]` extra).
+"""SpineNet as a KerasHub backbone (the `spinenet_tf[keras-hub]` extra).
 
 `SpineNetBackbone('49', image_shape=(640, 640, 3))` is a
 `keras_hub.models.FeaturePyramidBackbone` whose `pyramid_outputs` are

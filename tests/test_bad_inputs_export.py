@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from spinenet_tf import cli
 from spinenet_tf.checkpoints import load_checkpoint, model_checkpoint
 from spinenet_tf.data import detection_records
 from spinenet_tf.data.detection_input import build_detection_dataset
@@ -432,3 +433,29 @@ def test_predict_cli(cli_results, case, fragments):
 ])
 def test_convert_cli(cli_results, case, fragments, status):
   _assert_one_line(cli_results[case], *fragments, status=status)
+
+
+def _exit(main, capsys):
+  """(status, stderr) of `main` under cli.guarded."""
+  with pytest.raises(SystemExit) as exit_:
+    cli.guarded(main)()
+  return exit_.value.code, capsys.readouterr().err
+
+
+def test_only_errors_about_the_input_are_one_line(capsys):
+  from spinenet_tf import checks
+
+  # Raised by this project about a value the user gave: one line.
+  status, err = _exit(lambda: checks.integer('--num_shards', 'two'), capsys)
+  assert status == 1 and err == (
+      "error: --num_shards must be an integer, got 'two'.\n")
+  # A library's ValueError is a bug of ours (before: one line, the
+  # traceback lost): the traceback, then a line that says so.
+  status, err = _exit(lambda: np.zeros(3).reshape(2), capsys)
+  assert status == 1
+  assert 'Traceback' in err and 'cannot reshape array of size 3' in err
+  assert err.rstrip().splitlines()[-1] == cli.BUG_LINE
+  # A file the user named that is not there: one line.
+  status, err = _exit(lambda: open('/no/such/file.yaml'), capsys)
+  assert err.startswith('error: [Errno 2] No such file or directory')
+  assert 'Traceback' not in err

@@ -149,3 +149,29 @@ def test_readme_code_runs_in_order(tmp_path, monkeypatch):
   assert tuple(namespace['boxes'].shape) == (1, 100, 4)
   assert tuple(namespace['probabilities'].shape) == (2, 10)
   assert os.path.exists('predictions/photo0.png')
+
+
+def test_every_extra_named_to_users_is_declared_under_its_normalised_name():
+  # pip 23.2.1 matches an extra as written, and the wheel declares the
+  # normalised name (lower case, '-'): a [keras_hub] in README installed
+  # nothing. Every `spinenet_tf[...]` / `[name]` extra in README, help
+  # texts and errors must be one setup.cfg declares, spelt normalised.
+  import configparser
+  parser = configparser.ConfigParser()
+  parser.read(os.path.join(ROOT, 'setup.cfg'))
+  declared = set(parser['options.extras_require'])
+  assert all(re.fullmatch(r'[a-z0-9]+(-[a-z0-9]+)*', e) for e in declared)
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    texts = {'README.md': f.read()}
+  for folder, _, names in os.walk(os.path.join(ROOT, 'spinenet_tf')):
+    for name in names:
+      if name.endswith('.py'):
+        with open(os.path.join(folder, name)) as f:
+          texts[name] = f.read()
+  named = {(where, extra) for where, text in texts.items()
+           for extra in re.findall(r'spinenet_tf\[([^\]]+)\]', text)}
+  extras_line = re.search(r'Extras: (.*?)\.\n', texts['README.md'], re.S)
+  named |= {('README.md', e) for e in re.findall(r'`\[([^\]]+)\]`',
+                                                   extras_line.group(1))}
+  assert {e for _, e in named} >= {'keras-hub', 'postgres', 'digits', 'jax'}
+  assert [(w, e) for w, e in named if e not in declared] == []

@@ -398,6 +398,10 @@ class Trainer:
     if self.is_chief:
       return path
     tf.io.gfile.rmtree(self.manager.directory)
+    try:  # .worker_tmp, once no other worker's copy is in it
+      os.rmdir(os.path.dirname(self.manager.directory))
+    except OSError:  # not empty, or not a local folder (gs://)
+      pass
     return os.path.join(self.model_dir, os.path.basename(path))
 
   def _learning_rate(self):
