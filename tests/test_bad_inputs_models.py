@@ -202,6 +202,12 @@ def _load(*overrides):
      'optimizer.type sgd'),
     ('optimizer.ema_momentum=0.99',
      'applies only with optimizer.use_ema true'),
+    # Before: 0.9999 over 2,000 steps evaluated and kept mostly step 1.
+    ('optimizer.use_ema=true,trainer.train_steps=2000',
+     'config key optimizer.ema_momentum 0.9999 over trainer.train_steps 2000 '
+     "keeps 82% of the first step's weights in the average that is "
+     'evaluated and exported; use ema_momentum <= 0.998503 (at most 5% '
+     'left) or more steps.'),
     ('schedule.type=constant,schedule.decay_steps=10',
      'applies only with schedule.type cosine'),
     ('schedule.boundaries=[5],schedule.multipliers=[0.1]',

@@ -47,8 +47,10 @@ KEYS = {
     'optimizer.weight_decay': ('optimizer', 0.1, {}),
     'optimizer.l2_weight_decay': ('trainer', 1e-2, {}),
     'optimizer.global_clipnorm': ('trainer', 1e-9, {}),
-    'optimizer.use_ema': ('optimizer', True, {}),
-    'optimizer.ema_momentum': ('optimizer', 0.5, {'optimizer.use_ema': True}),
+    # The default ema_momentum 0.9999 needs a long run (config._check_ema).
+    'optimizer.use_ema': ('optimizer', True, {'trainer.train_steps': 100000}),
+    'optimizer.ema_momentum': ('optimizer', 0.5, {
+        'optimizer.use_ema': True, 'trainer.train_steps': 100000}),
     'schedule.type': ('schedule', 'constant', {}),
     'schedule.learning_rate': ('schedule', 0.1, {}),
     'schedule.warmup_steps': ('schedule', 50, {}),
@@ -194,6 +196,8 @@ def _dataset_arguments(config, monkeypatch):
   monkeypatch.setattr(tasks, 'build_classification_dataset', record)
   monkeypatch.setattr(tasks.synthetic_shapes, 'write_synthetic_dataset',
                       record)
+  monkeypatch.setattr(tasks, 'atomic_write',  # its written_for.json
+                      lambda path, text: calls.append((path, text)))
   monkeypatch.setattr(tf.io.gfile, 'exists', lambda path: False)
   task = tasks.build_task(config)
   task.train_dataset()

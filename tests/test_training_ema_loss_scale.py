@@ -28,6 +28,7 @@ from spinenet_tf.training.tasks import ClassificationTask
 from spinenet_tf.training.trainer import Trainer
 
 BATCH, SIZE, NUM_CLASSES = 4, 128, 3
+ROOT = os.path.join(os.path.dirname(__file__), '..')
 
 
 class RandomImages(ClassificationTask):
@@ -114,6 +115,46 @@ def test_evaluate_uses_the_moving_average_then_restores(make_trainer):
   assert moved > 0  # the average is not the last weights
   for v, last in zip(trainer.model.trainable_variables, weights[-1]):
     np.testing.assert_array_equal(v.numpy(), last)
+
+
+def _export(model_dir, *flags):
+  """The logits of an export (scripts/export.py, a subprocess) of the
+  run's params.yaml with `flags`, on a fixed picture."""
+  export_dir = os.path.join(model_dir, f'export_{len(os.listdir(model_dir))}')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'scripts', 'export.py'),
+       f'--config_file={model_dir}/params.yaml', f'--export_dir={export_dir}',
+       '--fold_batchnorm=false', *flags], capture_output=True, text=True,
+      timeout=300, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  picture = np.random.default_rng(1).integers(0, 255, (1, SIZE, SIZE, 3))
+  serve = tf.saved_model.load(export_dir).signatures['serving_default']
+  return serve(tf.constant(picture, tf.uint8))['logits'].numpy()
+
+
+def test_export_holds_the_weights_the_run_evaluated(make_trainer, tmp_path):
+  # Before: export read the raw weights of the checkpoint, while the run
+  # evaluated (and kept in best/) their moving average.
+  trainer, step = make_trainer(use_ema=True, ema_momentum=0.5)
+  for _ in range(3):
+    step()
+  trainer.manager.save(checkpoint_number=3)
+  trainer.evaluate()
+  model_dir = trainer.model_dir
+  config_lib.save_experiment(trainer.config, f'{model_dir}/params.yaml')
+  model = trainer.task.build_model()
+  model.set_weights(trainer.model.get_weights())
+  for v, value in zip(model.trainable_variables,
+                      trainer.task.evaluated_weights):
+    v.assign(value)
+  model.save_weights(str(tmp_path / 'evaluated.weights.h5'))
+
+  exported = _export(model_dir, f'--checkpoint={model_dir}')
+  evaluated = _export(model_dir,
+                      f'--checkpoint={tmp_path}/evaluated.weights.h5')
+  raw = _export(model_dir, f'--checkpoint={model_dir}', '--raw_weights')
+  np.testing.assert_allclose(exported, evaluated, rtol=1e-5, atol=1e-5)
+  assert np.abs(raw - evaluated).max() > 1e-3
 
 
 def _unchanged(weights, others):

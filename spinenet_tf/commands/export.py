@@ -46,6 +46,9 @@ from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
 from spinenet_tf.export.saved_model import export_saved_model  # noqa: E402
 from spinenet_tf.export.tflite import (convert_to_tflite,  # noqa: E402
                                        write_tflite)
+from spinenet_tf.training import config as config_lib  # noqa: E402
+from spinenet_tf.training.averaged_weights import (  # noqa: E402
+    load_averaged_weights)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('config_file', None, 'Model config YAML (see above).')
@@ -53,6 +56,10 @@ flags.DEFINE_string('checkpoint', None, '.weights.h5 file or TF checkpoint; '
                     'without it the export has random weights.')
 flags.DEFINE_string('export_dir', None, 'SavedModel directory to write.')
 flags.DEFINE_string('tflite_file', None, 'Also write a TFLite model here.')
+flags.DEFINE_bool('raw_weights', False, 'With a TF checkpoint of a run '
+                  'with optimizer.use_ema (its params.yaml as '
+                  '--config_file): export the raw weights, not their moving '
+                  'average (the default: what the run evaluated).')
 flags.DEFINE_bool('overwrite', False, 'Replace an existing export_dir.')
 flags.DEFINE_bool('fold_batchnorm', True, 'Fold BatchNorm into the convs.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
@@ -85,11 +92,33 @@ def load_model():
   except (TypeError, ValueError) as e:
     raise cli.UserError(f'--config_file {FLAGS.config_file}: model: {e}'
                         ) from e
-  if FLAGS.checkpoint:
-    load_checkpoint(model, FLAGS.checkpoint)
-  else:
+  averaged = _averaging_run(FLAGS.config_file)
+  if FLAGS.raw_weights and (averaged is None or not FLAGS.checkpoint or
+                            FLAGS.checkpoint.endswith('.weights.h5')):
+    raise cli.UserError('--raw_weights needs a TF checkpoint (--checkpoint) '
+                        'of a run with optimizer.use_ema, that run\'s '
+                        'params.yaml as --config_file.')
+  if not FLAGS.checkpoint:
     logging.warning('No --checkpoint: exporting random weights.')
+  elif (averaged is not None and not FLAGS.raw_weights
+        and not FLAGS.checkpoint.endswith('.weights.h5')):
+    path = load_averaged_weights(model, FLAGS.checkpoint, averaged)
+    logging.info('Exporting the moving average of the weights in %s (what '
+                 'the run evaluated; --raw_weights for the raw).', path)
+  else:
+    load_checkpoint(model, FLAGS.checkpoint)
   return config, model
+
+
+def _averaging_run(config_file):
+  """The experiment config of `config_file` if it is a run's with
+  optimizer.use_ema, else None."""
+  with tf.io.gfile.GFile(config_file) as f:
+    data = yaml.safe_load(f)
+  optimizer = data.get('optimizer') if isinstance(data, dict) else None
+  if not (isinstance(optimizer, dict) and optimizer.get('use_ema')):
+    return None
+  return config_lib.load_experiment(config_file)
 
 
 def main(argv):

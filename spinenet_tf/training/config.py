@@ -420,6 +420,24 @@ def check_consistency(config):
                      f'{schedule.boundaries!r}.')
 
 
+# With optimizer.use_ema, the share of the first step's weights left in the
+# average at the end of the run (ema_momentum ** train_steps) must be below
+# this: else the evaluated and exported model is mostly the initial one.
+EMA_START_SHARE = 0.05
+
+
+def _check_ema(config):
+  momentum, steps = config.optimizer.ema_momentum, config.trainer.train_steps
+  if config.optimizer.use_ema and momentum ** steps > EMA_START_SHARE:
+    highest = EMA_START_SHARE ** (1 / steps)
+    raise ValueError(
+        f'config key optimizer.ema_momentum {momentum} over trainer.'
+        f'train_steps {steps} keeps {100 * momentum ** steps:.0f}% of the '
+        'first step\'s weights in the average that is evaluated and '
+        f'exported; use ema_momentum <= {highest:.6f} (at most '
+        f'{100 * EMA_START_SHARE:g}% left) or more steps.')
+
+
 def _check_best_metric(config):
   """trainer.best_metric must be a metric the task's evaluation returns
   (checked on every worker when the config is read, not at the first
@@ -463,6 +481,7 @@ def config_from_dict(data):
   check_model(config.task, config.model)
   check_consistency(config)
   _check_best_metric(config)
+  _check_ema(config)
   return config
 
 
