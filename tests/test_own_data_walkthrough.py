@@ -18,9 +18,9 @@ MIN_AP50 = 0.2
 def test_own_data_walkthrough_runs_as_written(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   (block,) = [code for language, code in
-              test_readme._blocks(test_readme.OWN_DATA_SECTION)
+              test_readme.readme_blocks(test_readme.OWN_DATA_SECTION)
               if language == 'bash']
-  commands = test_readme._commands(block)
+  commands = test_readme.readme_commands(block)
   assert [c[0] for c in commands] == [
       'spinenet-make-dataset', 'spinenet-coco-to-tfrecord',
       'spinenet-coco-to-tfrecord', 'spinenet-train', 'spinenet-export',

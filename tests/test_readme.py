@@ -40,7 +40,7 @@ FINE_TUNE_OVERRIDE = ('--params_override=model.input_size=256,'
 OWN_DATA_SECTION = 'Train on your own data'
 
 
-def _blocks(section=None):
+def readme_blocks(section=None):
   """(language, code) of README's blocks, in order, with `section` those
   of that '## ' section only; else those of every other section."""
   text = open(os.path.join(ROOT, 'README.md')).read()
@@ -52,7 +52,7 @@ def _blocks(section=None):
   return blocks
 
 
-def _commands(block):
+def readme_commands(block):
   """The commands of a bash block (`spinenet-...` or `python scripts/...`)
   as (name, program, arguments): program is what runs it here."""
   text = block.replace('\\\n', ' ')
@@ -125,10 +125,10 @@ def test_readme_code_runs_in_order(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   _user_files(tmp_path)
   namespace, flags_by_name, ran = {}, {}, []
-  for _, block in _blocks(OWN_DATA_SECTION):
-    for command in _commands(block):
+  for _, block in readme_blocks(OWN_DATA_SECTION):
+    for command in readme_commands(block):
       _check_command(command, flags_by_name)
-  for language, block in _blocks():
+  for language, block in readme_blocks():
     if language == 'python':
       exec(compile(block, 'README.md', 'exec'), namespace)  # noqa: S102
     elif language == 'yaml':
@@ -137,7 +137,7 @@ def test_readme_code_runs_in_order(tmp_path, monkeypatch):
         with open(name.group(1), 'w') as f:
           f.write(block)
     elif language == 'bash':
-      for command in _commands(block):
+      for command in readme_commands(block):
         _check_command(command, flags_by_name)
         if _runs(command):
           _run(command)
