@@ -8,15 +8,15 @@ input, so weights are constants and only the ops of one image count.
 """
 
 import tensorflow as tf
-from tensorflow.python.framework import convert_to_constants
+
+from spinenet_tf import compat
 
 
 def count_flops(model, input_shape):
   """{op type: FLOPs} of one inference on a [1, *input_shape] input."""
   concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
       tf.TensorSpec([1, *input_shape], tf.float32))
-  graph = convert_to_constants.convert_variables_to_constants_v2(
-      concrete).graph
+  graph = compat.frozen_graph(concrete)
   options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
   options['output'] = 'none'
   root = tf.compat.v1.profiler.profile(graph=graph, cmd='op', options=options)

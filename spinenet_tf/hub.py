@@ -17,24 +17,13 @@ Weights converted from Model Garden become a preset through
 import keras
 import keras_hub
 
+from spinenet_tf import compat
 from spinenet_tf.layers.common import PACKAGE, from_kernel_settings_config
 from spinenet_tf.models.backbone import SpineNet, build_backbone
 
 ANCHOR_SIZE = 3.0
 NUM_SCALES = 3
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
-
-
-def _built_under(dtype, build):
-  """`build()` with the global dtype policy set to `dtype` (if given)."""
-  if dtype is None:
-    return build()
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy(dtype)
-  try:
-    return build()
-  finally:
-    keras.config.set_dtype_policy(previous)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -54,8 +43,9 @@ class SpineNetBackbone(keras_hub.models.FeaturePyramidBackbone):
   def __init__(self, model_id='49', image_shape=(None, None, 3), min_level=3,
                max_level=7, dtype=None, name='spinenet_backbone',
                trainable=True, **backbone_kwargs):
-    spinenet = _built_under(dtype, lambda: build_backbone(
-        model_id, image_shape, min_level, max_level, **backbone_kwargs))
+    with compat.dtype_policy_scope(dtype):
+      spinenet = build_backbone(model_id, image_shape, min_level, max_level,
+                                **backbone_kwargs)
     images = keras.Input(shape=spinenet.image_shape, name='images')
     features = spinenet(images)
     pyramid = {f'P{level}': features[str(level)]

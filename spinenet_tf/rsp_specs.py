@@ -121,7 +121,7 @@ def count_layers(block_specs, min_level=3, max_level=7) -> int:
 
 
 _B = specs_lib.BOTTLENECK
-R0_SP53_BLOCK_SPECS = specs_lib._specs([
+R0_SP53_BLOCK_SPECS = specs_lib.specs_from_rows([
     (2, _B, (0, 1), False), (3, _B, (0, 1), False), (3, _B, (2, 3), False),
     (4, _B, (2, 4), False), (4, _B, (3, 5), False), (3, _B, (5, 6), False),
     (5, _B, (4, 7), False), (4, _B, (4, 8), False), (4, _B, (8, 9), False),

@@ -54,13 +54,14 @@ class BlockSpec:
             'is_output': self.is_output}
 
 
-def _specs(rows):
+def specs_from_rows(rows):
+  """BlockSpecs from (level, block_fn, input_offsets, is_output) rows."""
   return tuple(BlockSpec(level, fn, tuple(offsets), out)
                for level, fn, offsets, out in rows)
 
 
 B, R, M = BOTTLENECK, RESIDUAL, MBCONV
-SPINENET_BLOCK_SPECS = _specs([
+SPINENET_BLOCK_SPECS = specs_from_rows([
     (2, B, (0, 1), False), (4, R, (0, 1), False), (3, B, (2, 3), False),
     (4, B, (2, 4), False), (6, R, (3, 5), False), (4, B, (3, 5), False),
     (5, R, (6, 7), False), (7, R, (6, 8), False), (5, B, (8, 9), False),
@@ -68,7 +69,7 @@ SPINENET_BLOCK_SPECS = _specs([
     (5, B, (7, 12), True), (7, B, (5, 14), True), (6, B, (12, 14), True),
     (2, B, (2, 13), True),
 ])
-SPINENET_MOBILE_BLOCK_SPECS = _specs([
+SPINENET_MOBILE_BLOCK_SPECS = specs_from_rows([
     (2, M, (0, 1), False), (2, M, (1, 2), False), (4, M, (1, 2), False),
     (3, M, (3, 4), False), (4, M, (3, 5), False), (6, M, (4, 6), False),
     (4, M, (4, 6), False), (5, M, (7, 8), False), (7, M, (7, 9), False),

@@ -1,4 +1,5 @@
 """Classifier on a SpineNet backbone."""
+import keras
 import numpy as np
 import pytest
 
@@ -26,10 +27,24 @@ def test_classifier_level_choice_and_errors():
     spinenet_tf.build_classifier(3, 'mobile-49XS', head='mlp')
 
 
-def test_classifier_on_prebuilt_backbone_trains():
+def test_classifier_on_prebuilt_backbone_fits_its_logits():
+  """The model outputs logits (a from_logits loss), trains the backbone it
+  was given, and fits 4 images (a loss on probabilities would not)."""
   backbone = spinenet_tf.build_backbone('mobile-49XS', (128, 128, 3))
   model = spinenet_tf.build_classifier(2, backbone, (128, 128, 3))
-  model.compile('adam', 'sparse_categorical_crossentropy')
+  assert model.get_layer('spinenet') is backbone
+  before = [w.numpy() for w in backbone.trainable_weights]
+  model.compile(keras.optimizers.Adam(1e-2),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=['accuracy'])
   x = np.random.default_rng(0).uniform(0, 1, (4, 128, 128, 3)).astype('float32')
-  history = model.fit(x, np.array([0, 1, 0, 1]), epochs=2, verbose=0)
-  assert np.isfinite(history.history['loss']).all()
+  y = np.array([0, 1, 0, 1])
+  history = model.fit(x, y, epochs=10, batch_size=4, verbose=0).history
+  assert history['loss'][-1] < 0.5 * history['loss'][0], history['loss']
+  assert history['accuracy'][-1] == 1.0
+  logits = model(x, training=False).numpy()
+  assert (logits.min() < 0 or logits.max() > 1) and not np.allclose(
+      logits.sum(axis=1), 1.0)  # not probabilities
+  changed = [not np.array_equal(a, w.numpy())
+             for a, w in zip(before, backbone.trainable_weights)]
+  assert sum(changed) > 0.7 * len(changed)  # all but unused level branches

@@ -4,6 +4,7 @@ JSON, and Model Garden's COCOEvaluator on a random case."""
 import json
 
 import numpy as np
+import tensorflow as tf
 import pytest
 from pycocotools import coco
 
@@ -325,3 +326,18 @@ def test_matches_model_garden_coco_evaluator():
   assert 0.1 < ours['AP'] < 0.9
   for name in coco_eval.METRICS:
     assert ours[name] == pytest.approx(float(expected[name]), abs=1e-6), name
+
+
+def test_results_and_pictures_are_written_through_tf_io_gfile():
+  """predict --output_dir=gs://...: the results and the PNGs go through
+  tf.io.gfile (TF's ram:// file system stands in for a bucket here)."""
+  from spinenet_tf.viz.boxes import save_png
+  folder = 'ram://predict-output'
+  tf.io.gfile.makedirs(folder)
+  coco_eval.write_results_json([{'image_id': 1}], f'{folder}/d.json')
+  save_png(np.full((4, 5, 3), 200, np.uint8), f'{folder}/p.png')
+  assert sorted(tf.io.gfile.listdir(folder)) == ['d.json', 'p.png']
+  with tf.io.gfile.GFile(f'{folder}/d.json') as f:
+    assert json.load(f) == [{'image_id': 1}]
+  with tf.io.gfile.GFile(f'{folder}/p.png', 'rb') as f:
+    assert tf.io.decode_png(f.read()).shape == (4, 5, 3)

@@ -2,20 +2,25 @@
 
 Each table below must list every keyword of its builder (a keyword added
 without an entry fails `test_*_table_is_complete`), with a value other than
-the default; building with that value must change what the model is: its
-layers' configurations, weights, outputs, anchors, losses or detections.
+the default; building with that value must change what the model is or
+computes: its weights, outputs (inference and training), moving
+statistics, anchors, losses or detections. A stored configuration alone
+does not count. `use_sync_bn` changes what is computed only across
+replicas: here it must reach every BatchNormalization layer, and
+tests/test_training_distributed.py shows what that changes (2 replicas
+without it differ from one device, with it they agree).
 Refused keywords are in tests/test_bad_inputs_models.py; config keys in
 tests/test_config_keys_effect.py.
 """
 
 import inspect
-import json
 
 import keras
 import numpy as np
 import pytest
 
 import spinenet_tf
+from spinenet_tf import compat
 from spinenet_tf.models import backbone as backbone_lib
 from spinenet_tf.models import classifier as classifier_lib
 from spinenet_tf.models import retinanet as retinanet_lib
@@ -31,38 +36,42 @@ MINI_MOBILE = [(level, 'mbconv', offsets, True)
                for level, _, offsets, _ in MINI_SPINENET]
 
 
-def _input_shapes(layer):
-  try:
-    return [tuple(t.shape) for t in keras.tree.flatten(layer.input)]
-  except (AttributeError, ValueError):  # called more than once
-    return None
-
-
-def _layer_configs(model):
-  """Every layer's config (names dropped) and input shapes, nested models
-  included."""
-  configs = []
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      configs += _layer_configs(layer)
-      continue
-    config = {k: v for k, v in layer.get_config().items() if k != 'name'}
-    configs.append(type(layer).__name__ + json.dumps(
-        [config, _input_shapes(layer)], sort_keys=True, default=str))
-  return configs
+def _sums(tensors):
+  return [(round(float(np.sum(t)), 3), round(float(np.sum(np.abs(t))), 3))
+          for t in keras.tree.flatten(tensors)]
 
 
 def fingerprint(model):
-  """What a user gets: layer configs, weight shapes and sums, output
-  shapes, regularisation losses, the model's name and trainability."""
+  """What a user gets, computed: weight shapes and sums, the outputs of a
+  fixed input in inference and (seeded) training mode, the moving
+  statistics after that training call, regularisation losses, the
+  model's name and trainability. Layer configs are left out: a keyword
+  that is stored but unused in call() changes nothing here."""
+  images = np.random.default_rng(3).normal(
+      size=(2, *model.input_shape[1:3], 3)).astype('float32')
+  weights = [(tuple(w.shape), round(float(np.sum(w.numpy())), 4))
+             for w in model.weights]
+  inference = _sums(model(images, training=False))
+  keras.utils.set_random_seed(7)
+  training = _sums(model(images, training=True))
   return {
-      'name': model.name, 'trainable': model.trainable,
-      'layers': _layer_configs(model),
-      'weights': [(tuple(w.shape), round(float(np.sum(w.numpy())), 4))
-                  for w in model.weights],
-      'outputs': [tuple(o.shape) for o in keras.tree.flatten(model.output)],
+      'name': model.name, 'trainable': model.trainable, 'weights': weights,
+      'inference': inference, 'training': training,
+      'moving': _sums([w.numpy() for w in model.non_trainable_weights]),
       'losses': len(model.losses),
   }
+
+
+def synchronized_norms(model):
+  """Whether every BatchNormalization layer synchronises across replicas
+  (what that changes is shown in test_training_distributed)."""
+  flags = [layer.synchronized for layer in compat.sublayers(model)
+           if isinstance(layer, keras.layers.BatchNormalization)]
+  return bool(flags) and all(flags)
+
+
+def _observer(key):
+  return synchronized_norms if key == 'use_sync_bn' else fingerprint
 
 
 def _build(fn, **kwargs):
@@ -125,7 +134,8 @@ def test_backbone_table_is_complete():
 @pytest.mark.parametrize('key', sorted(BACKBONE_VALUES))
 def test_backbone_keyword_takes_effect(key):
   base = SMALL_SPINENET if key == 'max_level' else BACKBONE_BASE
-  _assert_effect(backbone_lib.build_backbone, base, key, BACKBONE_VALUES[key])
+  _assert_effect(backbone_lib.build_backbone, base, key, BACKBONE_VALUES[key],
+                 observe=_observer(key))
 
 
 @pytest.mark.parametrize('key, value', [('resample_alpha', 0.25),
@@ -258,7 +268,7 @@ def losses_and_detections(model):
 @pytest.mark.parametrize('key', sorted(RETINANET_MODEL_VALUES))
 def test_retinanet_model_keyword_takes_effect(key):
   _assert_effect(retinanet_lib.build_retinanet, RETINANET_BASE, key,
-                 RETINANET_MODEL_VALUES[key])
+                 RETINANET_MODEL_VALUES[key], observe=_observer(key))
 
 
 @pytest.fixture(scope='module')

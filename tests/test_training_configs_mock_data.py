@@ -3,9 +3,11 @@ code (tests/tfds_mock_train.py: TFDS mocked with tfds.testing.mock_data, no
 data, no network): RetinaNet-SpineNet-49S on coco/2017 and the SpineNet-49
 classifier on i_naturalist2017, each as shipped (backbone, data pipeline,
 augmentation, bfloat16, synchronized BN) but at 128x128, batch 2, for 2
-training steps and one evaluation batch. Losses are finite and the eval
-metrics (COCO AP / AR, top-1 / top-5) are there."""
+training steps and one evaluation batch. Losses are finite; the eval
+read its 2 images, found their ground truth, and wrote its metrics (COCO
+AP / AR, top-1 / top-5) to TensorBoard and eval_metrics.json alike."""
 import glob
+import json
 import math
 import os
 import subprocess
@@ -76,7 +78,23 @@ def test_shipped_tfds_config_trains_and_evaluates_on_mock_data(
   assert sorted(evaluation) == sorted(metrics)
   pictures = sorted(set(summaries(str(model_dir / 'eval'))) - set(evaluation))
   assert pictures == picture_tags
-  for name in metrics:
-    (value,) = evaluation[name]
-    assert -1.0 <= value <= 1.0, (name, value)  # COCO's -1: no such boxes
+  # One eval batch of 2 images from the mock data was read and scored.
+  assert 'Evaluated 2 images;' in result.stderr
+  with open(model_dir / 'eval_metrics.json') as f:
+    written = json.load(f)
+  assert written['step'] == 2
+  assert written['metrics'] == pytest.approx(
+      {name: values[0] for name, values in evaluation.items()})
+  if metrics == COCO_METRICS:
+    # The evaluator found ground-truth boxes (COCO gives -1 without any);
+    # a size range the 2 images have no box of may be -1.
+    for name in ('AP', 'AP50', 'AP75', 'ARmax1', 'ARmax10', 'ARmax100'):
+      assert 0.0 <= evaluation[name][0] <= 1.0, (name, evaluation[name])
+    for name in ('APs', 'APm', 'APl', 'ARs', 'ARm', 'ARl'):
+      assert evaluation[name][0] == -1.0 or 0 <= evaluation[name][0] <= 1
+  else:  # accuracies over 2 images
+    top_1, top_5 = evaluation['top_1_accuracy'][0], evaluation[
+        'top_5_accuracy'][0]
+    assert top_1 in (0.0, 0.5, 1.0) and top_5 in (0.0, 0.5, 1.0)
+    assert top_1 <= top_5
   assert 'step 2 eval: ' in result.stdout

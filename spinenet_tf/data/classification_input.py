@@ -171,8 +171,7 @@ def build_classification_dataset(
   drop_remainder = is_training if drop_remainder is None else drop_remainder
   skip_counter = skip_counter or SkipCounter()
   description = f'TFDS {name!r} split {split!r} in {data_dir!r}'
-  skip_counter.describe(description, batch_size, drop_remainder,
-                        is_training=is_training)
+  skip_counter.describe(description, batch_size, drop_remainder)
   augmenter = None if randaugment is None else augment.RandAugment(
       *randaugment, cutout_const=RANDAUGMENT_CUTOUT,
       translate_const=RANDAUGMENT_TRANSLATE)

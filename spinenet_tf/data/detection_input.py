@@ -171,7 +171,6 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
       source, file_pattern, data_dir, split, is_training, seed,
       input_context, deterministic, skip_counter)
   skip_counter.describe(description, batch_size, drop_remainder,
-                        is_training=is_training,
                         counts_reads=source != 'tfds')
 
   known_ids = tf.constant(sorted(label_map.names) if label_map else [],

@@ -36,22 +36,6 @@ import tensorflow as tf
 from spinenet_tf.data import image_ops
 
 
-def _window(size, output_size, scale, offset_fraction):
-  """[y, x, h, w]: the crop of an image of `size` (int32 [2]) that fills at
-  most output_size^2 pixels once scaled by `scale`."""
-  size = tf.cast(size, tf.float32)
-  crop = tf.minimum(size, tf.maximum(tf.round(output_size / scale), 1.0))
-  origin = tf.minimum(tf.floor(offset_fraction * (size - crop + 1.0)),
-                      size - crop)
-  return tf.cast(tf.concat([origin, crop], 0), tf.int32)
-
-
-def _scale(size, output_size, scale_factor):
-  """The scale that makes the long side of `size` scale_factor * S."""
-  return scale_factor * output_size / tf.cast(tf.reduce_max(size),
-                                              tf.float32)
-
-
 def _pad(values, size, value):
   """values[:size] padded with `value` to a static first dimension `size`."""
   values = values[:size]
@@ -92,12 +76,11 @@ def _parse(example, output_size, scale_factor, offset_fraction, flip,
   """The shared parser: image, labels, eval extras (is_crowd, areas), the
   original and scaled size [2, 2], dropped counts."""
   pixels, size, decoded_size, window, scale = image_ops.decode_window(
-      example['encoded'], lambda decoded_size, scale: _window(
+      example['encoded'], lambda decoded_size, scale: image_ops.scale_window(
           decoded_size, output_size, scale, offset_fraction),
-      lambda size: _scale(size, output_size, scale_factor))
+      lambda size: image_ops.fit_scale(size, output_size, scale_factor))
   origin, crop = window[:2], window[2:]
-  scaled = tf.cast(tf.clip_by_value(tf.round(
-      tf.cast(crop, tf.float32) * scale), 1.0, output_size), tf.int32)
+  scaled = image_ops.scaled_size(crop, scale, output_size)
   pixels = tf.cond(flip, lambda: tf.reverse(pixels, [1]), lambda: pixels)
   image = image_ops.normalize_image(tf.image.resize(pixels, scaled))
   image = tf.image.pad_to_bounding_box(image, 0, 0, output_size, output_size)

@@ -26,6 +26,34 @@ def normalize_image(image):
   return tf.reshape(rows * scale + offset, shape)
 
 
+def fit_scale(size, output_size, scale_factor=1.0):
+  """The scale that fits an image of `size` (int32 [2]) into `output_size`
+  (a side, or [height, width]) times `scale_factor`, aspect ratio kept."""
+  return tf.reduce_min(scale_factor * tf.cast(output_size, tf.float32) /
+                       tf.cast(size, tf.float32))
+
+
+def scale_window(size, output_size, scale, offset_fraction=(0.0, 0.0)):
+  """int32 [4] (y, x, h, w): the crop of an image of `size` (int32 [2])
+  that fills at most `output_size` once scaled by `scale`, placed at
+  `offset_fraction` (y, x in [0, 1]) of the room left."""
+  size = tf.cast(size, tf.float32)
+  crop = tf.minimum(size, tf.maximum(
+      tf.round(tf.cast(output_size, tf.float32) / scale), 1.0))
+  offset_fraction = tf.convert_to_tensor(offset_fraction, tf.float32)
+  origin = tf.minimum(tf.floor(offset_fraction * (size - crop + 1.0)),
+                      size - crop)
+  return tf.cast(tf.concat([origin, crop], 0), tf.int32)
+
+
+def scaled_size(crop, scale, output_size):
+  """int32 [2]: the sides of `crop` (int32 [2]) times `scale`, rounded, in
+  [1, output_size]."""
+  return tf.cast(tf.clip_by_value(
+      tf.round(tf.cast(crop, tf.float32) * scale), 1.0,
+      tf.cast(output_size, tf.float32)), tf.int32)
+
+
 def decode_image(encoded):
   """Image file bytes -> uint8 [H, W, 3] (grey expanded, alpha dropped, the
   first frame of a GIF). Raises on a corrupt image."""

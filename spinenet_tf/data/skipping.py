@@ -24,10 +24,9 @@ that into one line naming the data and the counts:
 `counter.no_valid_records_error(source=None)` returns (does not raise) a
 `NoValidRecordsError` (a ValueError) whose message names the source (the
 one the dataset builder recorded in `counter.source`, or `source`) and the
-counts: records read, skipped, corrupt files and what they lost. Where the
-counter is out of reach (a dataset built inside a task),
-`latest_training_counter()` gives the counter of the last training dataset
-built in this process.
+counts: records read, skipped, corrupt files and what they lost. A
+training task hands its builders one counter (`Task.train_skips`), which
+the trainer reads.
 """
 
 import collections
@@ -56,16 +55,6 @@ damaged tail); `not_tfrecord`: no valid record at all."""
 class NoValidRecordsError(ValueError):
   """A dataset gave no valid record (or not one batch). Build it with
   `SkipCounter.no_valid_records_error`."""
-
-
-_latest_training = []
-
-
-def latest_training_counter():
-  """The `SkipCounter` of the last training dataset built in this process
-  (by `build_detection_dataset` / `build_classification_dataset`), or
-  None."""
-  return _latest_training[-1] if _latest_training else None
 
 
 def _plural(n, word):
@@ -118,16 +107,13 @@ class SkipCounter:
     return sum(f.lost_bytes for f in self.corrupt_files.values())
 
   def describe(self, source, batch_size=None, drop_remainder=None,
-               is_training=False, counts_reads=False):
+               counts_reads=False):
     """Records what the counter counts for (the dataset builders call it;
-    `counts_reads`: the source reports `records_read`); a training counter
-    becomes `latest_training_counter()`."""
+    `counts_reads`: the source reports `records_read`)."""
     self.source = source
     self.counts_reads = counts_reads
     self.batch_size = batch_size
     self.drop_remainder = drop_remainder
-    if is_training:
-      _latest_training[:] = [self]
 
   def file_read(self, path, num_records):
     """A TFRecord file ended after `num_records` records."""

@@ -38,12 +38,13 @@ import copy
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 from absl import logging
 from pycocotools import coco, cocoeval
+
+from spinenet_tf.io_utils import atomic_write
 
 METRICS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax1', 'ARmax10',
            'ARmax100', 'ARs', 'ARm', 'ARl')
@@ -108,16 +109,9 @@ def detections_to_coco(detections, category_ids=None, category_names=None):
 
 
 def write_results_json(results, path):
-  """Writes COCO results (a list of dicts) to `path` atomically."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix='.json.tmp')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(results, f)
-    os.replace(tmp, path)
-  except BaseException:
-    os.remove(tmp)
-    raise
+  """Writes COCO results (a list of dicts) to `path` (local or gs://)
+  atomically."""
+  atomic_write(path, json.dumps(results))
 
 
 def _ground_truth_to_coco(groundtruths, first_id):

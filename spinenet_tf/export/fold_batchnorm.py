@@ -17,12 +17,12 @@ The original model is never modified. The copy is for inference and export
 only (TensorFlow ops, no training).
 """
 
-import contextlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from spinenet_tf import compat
 from spinenet_tf.layers.common import ConvNormAct, activation_fn
 from spinenet_tf.models.retinanet import RetinaNet
 
@@ -136,28 +136,9 @@ class FoldedRetinaNetHead(keras.layers.Layer):
     return results['class'], results['box']
 
 
-@contextlib.contextmanager
-def _dtype_policy(dtype):
-  """Layers created inside use `dtype` (None: keep the global policy)."""
-  previous = keras.config.dtype_policy()
-  if dtype is not None:
-    keras.config.set_dtype_policy(dtype)
-  try:
-    yield
-  finally:
-    keras.config.set_dtype_policy(previous)
-
-
 def _units(model):
-  layers = model._flatten_layers(include_self=False)  # pylint: disable=protected-access
-  return [layer for layer in layers if isinstance(layer, ConvNormAct)]
-
-
-def _replace_sublayer(parent, name, new):
-  """Swaps a built sublayer (Keras 3 has no public API for it)."""
-  tracker = parent._tracker  # pylint: disable=protected-access
-  tracker.replace_tracked_value('layers', getattr(parent, name), new)
-  setattr(parent, name, new)
+  return [layer for layer in compat.sublayers(model)
+          if isinstance(layer, ConvNormAct)]
 
 
 def _folded_copy(model):
@@ -169,9 +150,9 @@ def _folded_copy(model):
   if [u.path for u in originals] != [u.path for u in copies]:
     raise ValueError(f'{model.name}: its copy has different layers.')
   for original, unit in zip(originals, copies):
-    _replace_sublayer(unit, 'conv', FoldedConv.from_layers(
+    compat.replace_sublayer(unit, 'conv', FoldedConv.from_layers(
         original.conv, original.norm, name='conv', dtype=unit.dtype_policy))
-    _replace_sublayer(unit, 'norm', keras.layers.Identity(
+    compat.replace_sublayer(unit, 'norm', keras.layers.Identity(
         name='norm', dtype=unit.dtype_policy))
   return copy
 
@@ -188,7 +169,7 @@ def fold_batchnorm(model, dtype=None):
   Returns:
     A keras.Model with the same inputs and output structure.
   """
-  with _dtype_policy(dtype):
+  with compat.dtype_policy_scope(dtype):
     if not isinstance(model, RetinaNet):
       return _folded_copy(model)
     backbone = _folded_copy(model.backbone)

@@ -9,17 +9,10 @@ a training experiment file (spinenet_tf/configs/*.yaml, a run's
 params.yaml) works too: its other sections are ignored.
 """
 
-import dataclasses
-
 import tensorflow as tf
 import yaml
 
-from spinenet_tf.models.factory import check_config
-from spinenet_tf.training.config import ExperimentConfig
-
-# Sections of a training experiment file that are not the model's.
-EXPERIMENT_SECTIONS = {f.name for f in dataclasses.fields(ExperimentConfig)
-                       } - {'task', 'model'}
+from spinenet_tf.models.factory import TRAINING_SECTIONS, check_config
 
 
 def load_config(path):
@@ -35,9 +28,9 @@ def load_config(path):
     text = f.read()
   try:
     config = yaml.safe_load(text)
-    if isinstance(config, dict) and set(config) & EXPERIMENT_SECTIONS:
+    if isinstance(config, dict) and set(config) & TRAINING_SECTIONS:
       config = {k: v for k, v in config.items()
-                if k not in EXPERIMENT_SECTIONS}
+                if k not in TRAINING_SECTIONS}
     check_config(config)
   except (yaml.YAMLError, ValueError) as e:
     raise ValueError(f'{path}: {e}') from e

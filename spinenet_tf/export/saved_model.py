@@ -149,22 +149,14 @@ def check_strings(strings, signature, name):
       lambda: tf.reshape(strings, [-1]), tf.zeros([0], tf.string)), [None])
 
 
-def _scaled_size(size, scale, target):
-  """Side lengths of `size` (int32 [2]) scaled by `scale`, as the
-  evaluation parser rounds and clips them (>= 1, <= target)."""
-  return tf.cast(tf.clip_by_value(tf.round(tf.cast(size, tf.float32) * scale),
-                                  1.0, target), tf.int32)
-
-
 def resize_and_pad(images, size):
   """uint8 [N, h, w, 3] -> (float32 [N, *size, 3], scale float32 [2]):
   normalised, resized to fit `size` (aspect ratio kept) at the top left,
   zero padding (the mean colour) after; scale (y, x) = scaled size /
   original size, the factor the boxes are divided by."""
   original = tf.shape(images)[1:3]
-  target = tf.constant(size, tf.float32)
-  scaled = _scaled_size(original, tf.reduce_min(
-      target / tf.cast(original, tf.float32)), target)
+  scaled = image_ops.scaled_size(
+      original, image_ops.fit_scale(original, size), size)
   image = normalize(tf.image.resize(images, scaled))
   image = tf.pad(image, [[0, 0], [0, size[0] - scaled[0]],
                          [0, size[1] - scaled[1]], [0, 0]])
@@ -178,20 +170,12 @@ def decode_resize_and_pad(encoded, size):
   (`data.detection_parser.parse_eval`): the window the scaled image needs is
   decoded (a JPEG at 1/2, 1/4 or 1/8 size when it shrinks 2x or more),
   resized once, normalised and padded at the bottom right."""
-  target = tf.constant(size, tf.float32)
-
-  def scale_fn(original):
-    return tf.reduce_min(target / tf.cast(original, tf.float32))
-
-  def window_fn(decoded_size, scale):
-    crop = tf.minimum(tf.cast(decoded_size, tf.float32),
-                      tf.maximum(tf.round(target / scale), 1.0))
-    return tf.cast(tf.concat([tf.zeros([2]), crop], 0), tf.int32)
-
   pixels, original, _, window, scale = image_ops.decode_window(
-      encoded, window_fn, scale_fn)
+      encoded, lambda decoded_size, scale: image_ops.scale_window(
+          decoded_size, size, scale),
+      lambda original: image_ops.fit_scale(original, size))
   pixels = tf.ensure_shape(pixels, [None, None, 3])
-  scaled = _scaled_size(window[2:], scale, target)
+  scaled = image_ops.scaled_size(window[2:], scale, size)
   image = image_ops.normalize_image(tf.image.resize(pixels, scaled))
   image = tf.image.pad_to_bounding_box(image, 0, 0, *size)
   original = tf.cast(original, tf.float32)

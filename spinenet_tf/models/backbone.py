@@ -209,7 +209,7 @@ class _GraphBuilder:
                     target.in_channels, **common)(x)
 
 
-def _resolve(model_id_or_specs, scaling):
+def resolve_block_specs(model_id_or_specs, scaling):
   """Returns (block_specs, Scaling, YAML path or None) for a model id, a YAML
   path or specs."""
   if isinstance(scaling, str):
@@ -277,7 +277,7 @@ def build_backbone(model_id_or_specs='49', input_shape=(None, None, 3),
   refuse_unknown_keywords('build_backbone', kwargs,
                           BACKBONE_OPTIONS + SCALING_OVERRIDES)
   overrides = {k: kwargs.pop(k) for k in SCALING_OVERRIDES if k in kwargs}
-  block_specs, scaling, source = _resolve(model_id_or_specs, scaling)
+  block_specs, scaling, source = resolve_block_specs(model_id_or_specs, scaling)
   try:
     if overrides:
       scaling = dataclasses.replace(scaling, **overrides)

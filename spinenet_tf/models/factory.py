@@ -20,6 +20,11 @@ from spinenet_tf.models.retinanet import build_retinanet
 
 TASKS = ('detection', 'classification')
 REQUIRED = ('backbone', 'input_size', 'num_classes')
+# The other sections of a training experiment file (the fields of
+# training.config.ExperimentConfig besides task and model; a test keeps them
+# equal): a model config read from such a file leaves them out.
+TRAINING_SECTIONS = frozenset({'label_map', 'train_data', 'eval_data',
+                               'optimizer', 'schedule', 'trainer'})
 
 
 def check_config(config):

@@ -20,6 +20,7 @@ import tensorflow as tf
 from spinenet_tf.data import image_ops
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data.label_map import read_label_map
+from spinenet_tf.data.skipping import SkipCounter
 from spinenet_tf.detection.coco_eval import CocoEvaluator
 from spinenet_tf.data import synthetic_shapes  # noqa: F401  (tests patch it)
 from spinenet_tf.data.classification_input import build_classification_dataset
@@ -62,6 +63,9 @@ class Task:
   def __init__(self, config, data_dir=None):
     self.config = config
     self.data_dir = data_dir
+    # What the training input skipped and lost (every replica's pipeline
+    # adds to it); the trainer names it when training data gives nothing.
+    self.train_skips = SkipCounter()
 
   def build_model(self, num_classes=None):
     """The config's model (with `num_classes` instead, if given)."""
@@ -103,7 +107,8 @@ class DetectionTask(Task):
         max_num_instances=data.max_num_instances,
         scale_range=tuple(data.scale_range), shuffle_buffer=data.shuffle_buffer,
         seed=data.seed, input_context=input_context,
-        label_map=self.label_map)
+        label_map=self.label_map,
+        skip_counter=self.train_skips if is_training else None)
 
   def _ensure_synthetic(self, source, data_dir):
     """Writes a built-in dataset on first use (the demo needs no data),
@@ -202,7 +207,8 @@ class ClassificationTask(Task):
         label_smoothing=data.label_smoothing,
         num_classes=self.config.model['num_classes'],
         shuffle_buffer=data.shuffle_buffer, seed=data.seed,
-        input_context=input_context)
+        input_context=input_context,
+        skip_counter=self.train_skips if is_training else None)
 
   def train_dataset(self, input_context=None):
     return self._dataset(self.config.train_data, True, input_context).repeat()

@@ -42,6 +42,7 @@ import keras
 from absl import logging
 import tensorflow as tf
 
+from spinenet_tf import compat
 from spinenet_tf.checkpoints import load_initial_weights, model_checkpoint
 from spinenet_tf.data import skipping
 from spinenet_tf.io_utils import atomic_write
@@ -67,30 +68,6 @@ def _is_chief(strategy):
   return resolver.task_type in (None, 'worker') and not resolver.task_id
 
 
-# The one private Keras hook the loop uses (Keras 3 has no public switch):
-# TFOptimizer._backend_update_step all-reduces (sums) the gradients through
-# this method before it applies them. The loop must all-reduce first, to clip
-# by the global norm of the summed gradient, so the optimizer's own sum is
-# turned off. Guarded twice: `_loop_aggregates_gradients` refuses to run if
-# Keras no longer has the method, and tests/test_training_distributed.py
-# checks that Keras still calls it and that a 2-replica step equals the
-# single-device one (a second sum would double the update).
-KERAS_ALL_REDUCE_HOOK = '_all_reduce_sum_gradients'
-
-
-def _loop_aggregates_gradients(optimizer):
-  """The loop all-reduces (and clips) gradients itself; stop Keras summing
-  the already reduced gradients a second time."""
-  inner = getattr(optimizer, 'inner_optimizer', optimizer)
-  if not callable(getattr(type(inner), KERAS_ALL_REDUCE_HOOK, None)):
-    raise RuntimeError(
-        f'Keras {keras.__version__}: {type(inner).__name__} has no '
-        f'{KERAS_ALL_REDUCE_HOOK}; the training loop cannot stop the '
-        'optimizer from all-reducing the gradients a second time (see '
-        'KERAS_ALL_REDUCE_HOOK in spinenet_tf/training/trainer.py).')
-  setattr(inner, KERAS_ALL_REDUCE_HOOK, lambda grads_and_vars: grads_and_vars)
-
-
 # What a checkpoint that cannot be read raises: truncated files give an
 # IndexError ('Read less bytes than requested'), a torn index or a missing
 # shard a tf.errors.OpError (DataLossError, NotFoundError, ...).
@@ -110,20 +87,35 @@ class Trainer:
     self.model_dir = model_dir
     self.is_chief = _is_chief(strategy)
     tc = config.trainer
+    # Seeds, op determinism and the dtype policy hold for the process while
+    # this trainer lives; close() puts back what was there before.
+    self._process_state = compat.process_state()
+    try:
+      self._set_up(tc)
+    except BaseException:
+      compat.restore_process_state(self._process_state)
+      raise
+    self._writers = {}
+    self.last_good_checkpoint = None  # set by restore and each save
+
+  def _set_up(self, tc):
+    config, strategy, model_dir = self.config, self.strategy, self.model_dir
     if tc.seed is not None:
       keras.utils.set_random_seed(tc.seed)
     if tc.deterministic:
       tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(POLICIES[tc.mixed_precision])
     with strategy.scope():
-      self.model = task.build_model()
+      self.model = self.task.build_model()
       self.optimizer = build_optimizer(
           config.optimizer, build_schedule(config.schedule, tc.train_steps),
           tc.mixed_precision)
       self.optimizer.build(self.model.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False,
                               name='global_step')
-    _loop_aggregates_gradients(self.optimizer)
+    # The loop all-reduces the gradients first, to clip by the global norm
+    # of their sum; the optimizer must not sum them a second time.
+    compat.stop_optimizer_gradient_sum(self.optimizer)
     # XLA and TPUs need static shapes; elsewhere a step may drop padding.
     self._static_shapes = tc.jit_compile or isinstance(
         strategy, (tf.distribute.TPUStrategy,
@@ -135,15 +127,17 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, write_dir, max_to_keep=tc.max_to_keep,
         step_counter=self.step)
-    self._writers = {}
-    self.last_good_checkpoint = None  # set by restore and each save
 
   def close(self):
-    """Flushes and closes the summary writers (safe to call again)."""
+    """Flushes and closes the summary writers and puts back the seeds,
+    op determinism and dtype policy of before (safe to call again)."""
     writers, self._writers = self._writers, {}
     for writer in writers.values():
       writer.flush()
       writer.close()
+    state, self._process_state = self._process_state, None
+    if state is not None:
+      compat.restore_process_state(state)
 
   def __enter__(self):
     return self
@@ -328,8 +322,8 @@ class Trainer:
     batch at all), naming the data and, from the pipeline's SkipCounter,
     the counts."""
     del error
-    counter = skipping.latest_training_counter()
-    if counter is not None:
+    counter = self.task.train_skips
+    if counter.source is not None:  # the task's pipeline described itself
       return skipping.NoValidRecordsError(
           f'train_data: {counter.no_valid_records_error()}')
     data = self.config.train_data

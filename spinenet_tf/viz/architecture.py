@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, RegularPolygon
 
 from spinenet_tf import specs as specs_lib
-from spinenet_tf.models.backbone import _resolve
+from spinenet_tf.models.backbone import resolve_block_specs
 
 RADIUS = 0.3
 BOW = 0.55  # the largest sideways bend of a long arrow, in level units
@@ -141,7 +141,7 @@ def draw_architecture(specs_or_model_id, path, min_level=3, max_level=7,
       `build_backbone`).
     title: the figure title; defaults to the model id or file name.
   """
-  block_specs, scaling = _resolve(specs_or_model_id, scaling)[:2]
+  block_specs, scaling = resolve_block_specs(specs_or_model_id, scaling)[:2]
   plan = specs_lib.make_plan(block_specs, scaling, min_level, max_level)
   title = title or _title(specs_or_model_id)
   used = plan.used_blocks()

@@ -7,12 +7,13 @@ edge, and always inside the image. Entries with class <= 0 are padding.
 """
 
 import colorsys
-import os
-import tempfile
+import io
 from collections.abc import Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from spinenet_tf.io_utils import atomic_write
 
 GOLDEN_RATIO = 0.618033988749895
 
@@ -37,16 +38,11 @@ def _name(class_names, class_id):
 
 
 def save_png(image, path):
-  """Writes a uint8 [H, W, 3] image to `path` as PNG, atomically."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                             suffix='.png.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      Image.fromarray(image).save(f, format='PNG')
-    os.replace(tmp, path)
-  except BaseException:
-    os.remove(tmp)
-    raise
+  """Writes a uint8 [H, W, 3] image to `path` (local or gs://) as PNG,
+  atomically."""
+  png = io.BytesIO()
+  Image.fromarray(image).save(png, format='PNG')
+  atomic_write(path, png.getvalue())
 
 
 def _pixel_box(box, height, width):
