@@ -42,7 +42,7 @@ from spinenet_tf import cli
 from benchmarks import coco_conversion, export_speed, input_pipeline
 from benchmarks import train_speed
 from benchmarks.model_garden import build_reference
-from benchmarks.report import write_report
+from benchmarks.report import machine_line, write_report
 from spinenet_tf.flops import count_flops
 
 # Variant -> input size (backbone, levels 3-7).
@@ -157,7 +157,7 @@ def counts_table(rows):
 def latency_table(rows):
   lines = [
       f'CPU latency, batch 1, float32, `tf.function` (training=False), '
-      f'{os.cpu_count()} CPU cores; median (min-max) ms of timed calls, ours '
+      f'{machine_line()}; median (min-max) ms of timed calls, ours '
       'and Model Garden alternating call by call after warm-up calls.',
       '',
       '| variant | input | repeats | ours ms | Model Garden ms | ours / MG |',
@@ -171,8 +171,14 @@ def latency_table(rows):
   return '\n'.join(lines)
 
 
-def _summary(measurement, unit, ours, model_garden, better):
-  """A summary row; ratio > 1 when ours is better ('equal': ours / MG)."""
+RATIO_IS = {'lower': 'MG / ours', 'higher': 'ours / MG',
+            'equal': 'ours / MG'}
+
+
+def summary_row(measurement, unit, ours, model_garden, better):
+  """A summary row; ratio > 1 when ours is better: Model Garden / ours
+  where lower is better (ms, FLOPs), else ours / Model Garden (images/s;
+  'equal': params, 1 = equal)."""
   ratio = (model_garden / ours if better == 'lower' else ours / model_garden)
   return {'measurement': measurement, 'unit': unit, 'ours': ours,
           'model_garden': model_garden, 'ratio': ratio, 'better': better}
@@ -185,11 +191,11 @@ def backbone_summary(counts, latency):
     for key, unit, better in (('params', 'params', 'equal'),
                               ('conv_flops', 'conv GFLOPs', 'lower')):
       scale = 1 if key == 'params' else 1e-9
-      rows.append(_summary(f"SpineNet-{r['variant']} {key.replace('_', ' ')} "
+      rows.append(summary_row(f"SpineNet-{r['variant']} {key.replace('_', ' ')} "
                            f"at {r['input']}", unit, r['ours'][key] * scale,
                            r['reference'][key] * scale, better))
   for r in latency:
-    rows.append(_summary(
+    rows.append(summary_row(
         f"SpineNet-{r['variant']} backbone latency, {r['input']}, batch 1, "
         'float32', 'ms', r['ours']['median_ms'], r['reference']['median_ms'],
         'lower'))
@@ -211,11 +217,11 @@ def export_summary(rows):
     else:
       peer = peers[r['scope'], export_speed.MG_BATCHED]
     if r['batch'] == 1:
-      summary.append(_summary(f"RetinaNet-49 {r['scope']} at 640: "
+      summary.append(summary_row(f"RetinaNet-49 {r['scope']} at 640: "
                               f"{r['name']}", 'ms', r['median_ms'],
                               peer['median_ms'], 'lower'))
     else:
-      summary.append(_summary(f"RetinaNet-49 serving at 640, batch "
+      summary.append(summary_row(f"RetinaNet-49 serving at 640, batch "
                               f"{r['batch']}: {r['name']}", 'images/s',
                               r['images_per_s'], peer['images_per_s'],
                               'higher'))
@@ -224,19 +230,19 @@ def export_summary(rows):
 
 def pipeline_summary(rows):
   by_name = {r['pipeline']: r['images_per_s'] for r in rows}
-  return [_summary('Detection input pipeline, 640, batch 8', 'images/s',
+  return [summary_row('Detection input pipeline, 640, batch 8', 'images/s',
                    by_name['spinenet_tf build_detection_dataset'],
                    by_name['Model Garden retinanet_input.Parser'], 'higher')]
 
 
 def training_summary(rows):
-  return [_summary(r['name'], r['unit'], r['ours'], r['model_garden'],
+  return [summary_row(r['name'], r['unit'], r['ours'], r['model_garden'],
                    'higher') for r in rows]
 
 
 def conversion_summary(rows):
   by_key = {(r['converter'], r['masks']): r['images_per_s'] for r in rows}
-  return [_summary(f"COCO JSON -> TFRecord, {'with' if masks else 'no'} "
+  return [summary_row(f"COCO JSON -> TFRecord, {'with' if masks else 'no'} "
                    f"masks, {rows[0]['num_workers']} processes", 'images/s',
                    by_key['spinenet_tf convert_coco', masks],
                    by_key['Model Garden create_coco_tf_record', masks],
@@ -245,19 +251,20 @@ def conversion_summary(rows):
 
 def summary_table(rows):
   lines = [
-      f'All on this machine ({os.cpu_count()} CPU cores), one run. ratio: '
-      'ours / Model Garden for counts (1 = equal) and images/s, Model '
-      'Garden / ours for ms; above 1 is better for us.',
+      f'All on this machine ({machine_line()}), one run. The ratio is '
+      'what its column says (MG: Model Garden): above 1 is better for us; '
+      'for parameters 1 = equal.',
       '',
-      '| measurement | unit | ours | Model Garden | ratio |',
-      '|---|---|---:|---:|---:|',
+      '| measurement | unit | ours | Model Garden | ratio | ratio is |',
+      '|---|---|---:|---:|---:|---|',
   ]
   for r in rows:
     cells = [f'{v:,.0f}' if r['unit'] == 'params' else f'{v:.2f}'
              for v in (r['ours'], r['model_garden'])]
     digits = 4 if r['better'] == 'equal' else 2
     lines.append(f"| {r['measurement']} | {r['unit']} | {cells[0]} | "
-                 f"{cells[1]} | {r['ratio']:.{digits}f} |")
+                 f"{cells[1]} | {r['ratio']:.{digits}f} | "
+                 f"{RATIO_IS[r['better']]} |")
   return '\n'.join(lines)
 
 

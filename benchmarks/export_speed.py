@@ -61,7 +61,7 @@ from official.vision.modeling import factory
 
 from spinenet_tf import cli
 from benchmarks import profile
-from benchmarks.report import write_report
+from benchmarks.report import machine_line, write_report
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.export.saved_model import (ServingModule, export_saved_model,
                                             normalize)
@@ -280,7 +280,7 @@ def measure(quick=False, repeats=20, warmup=3, profile_ops=False,
 
 def table(rows, profile_result=None):
   lines = [
-      f'RetinaNet-SpineNet-49, {SIZE}x{SIZE}, {os.cpu_count()} CPU cores; '
+      f'RetinaNet-SpineNet-49, {SIZE}x{SIZE}, {machine_line()}; '
       'median (min-max) ms per call, all functions of a scope in turn in '
       'one loop; network and inference: batch 1. Speedup: Model Garden\'s '
       'median / this median (inference and batch: also vs Model Garden '

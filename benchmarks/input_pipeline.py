@@ -24,7 +24,6 @@ busy) to show where the time goes.
   python scripts/bench_input_pipeline.py --num_images 1000 --batch_size 16
 """
 import os
-import platform
 import tempfile
 import time
 
@@ -35,6 +34,7 @@ from official.vision.dataloaders import retinanet_input
 from official.vision.dataloaders import tf_example_decoder
 from official.vision.ops import anchor, preprocess_ops
 
+from benchmarks.report import machine_line
 from spinenet_tf import cli
 from spinenet_tf.data import detection_input, detection_parser
 from spinenet_tf.data import detection_records, image_ops
@@ -219,7 +219,7 @@ def main(argv):
   cli.refuse_arguments(argv)
   rows, stages = measure(FLAGS.num_images, FLAGS.quick, FLAGS.num_records,
                          FLAGS.batch_size, FLAGS.rounds)
-  print(f'{os.cpu_count()} CPUs, TF {tf.__version__}, {platform.machine()}; '
+  print(f'{machine_line()}, TF {tf.__version__}; '
         f"batch {rows[0]['batch_size']}, {rows[0]['num_images']} images per "
         f"round, best of {rows[0]['rounds']} rounds, mean JPEG "
         f"{rows[0]['jpeg_kb']:.0f} KiB (640x480)\n")

@@ -22,19 +22,35 @@ from spinenet_tf.export.model_garden_checkpoint import convert_checkpoint
 FLAGS = flags.FLAGS
 
 
-def report_row(model_id, size, workdir):
+def conversion_error(model_id, size, workdir):
+  """Converts a Model Garden `model_id` with random weights and BN
+  statistics into ours and runs both on 2 random images (inference mode):
+  {'params', 'reference_params', 'converted' (variables), 'levels' (of
+  each output), 'diff' (max |ours - reference|), 'scale' (max |reference|),
+  'ours' (the converted model)}."""
   reference = build_reference(model_id, size)
   randomize_batch_norm(reference)
   path = save_reference_checkpoint(reference, os.path.join(workdir, model_id))
   ours = spinenet_tf.build_backbone(model_id, (size, size, 3))
-  count = convert_checkpoint(path, ours)
-  images = np.random.default_rng(0).uniform(0, 1, (2, size, size, 3)).astype('float32')
+  converted = convert_checkpoint(path, ours)
+  images = np.random.default_rng(0).uniform(
+      0, 1, (2, size, size, 3)).astype('float32')
   expected, got = reference(images, training=False), ours(images, training=False)
-  diff = max(float(np.abs(np.asarray(got[k]) - expected[k].numpy()).max())
-             for k in expected)
-  scale = max(float(np.abs(expected[k].numpy()).max()) for k in expected)
-  return (f'| {model_id} | {ours.count_params():,} | {reference.count_params():,} '
-          f'| {count} | {diff:.1e} | {scale:.1f} | {diff / scale:.1e} |')
+  return {
+      'params': ours.count_params(),
+      'reference_params': reference.count_params(),
+      'converted': converted, 'levels': (sorted(got), sorted(expected)),
+      'diff': max(float(np.abs(np.asarray(got[k]) - expected[k].numpy()).max())
+                  for k in expected),
+      'scale': max(float(np.abs(expected[k].numpy()).max()) for k in expected),
+      'ours': ours}
+
+
+def report_row(model_id, size, workdir):
+  r = conversion_error(model_id, size, workdir)
+  return (f'| {model_id} | {r["params"]:,} | {r["reference_params"]:,} '
+          f'| {r["converted"]} | {r["diff"]:.1e} | {r["scale"]:.1f} '
+          f'| {r["diff"] / r["scale"]:.1e} |')
 
 
 def define_flags():

@@ -42,7 +42,6 @@ work shares the cores), and the trace and first-call times.
   python scripts/bench_train.py --output train.json
 """
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from absl import flags
 
 from spinenet_tf import cli
 from benchmarks import profile
-from benchmarks.report import write_report
+from benchmarks.report import machine_line, write_report
 
 FLAGS = flags.FLAGS
 
@@ -451,7 +450,7 @@ def table(rows):
   lines = [
       'Training step of RetinaNet-SpineNet (ours: `Trainer` train loop; '
       'Model Garden: `RetinaNetTask.train_step`), one CPU device, '
-      f'{os.cpu_count()} CPU cores. Ratio: ours / Model Garden for images/s '
+      f'{machine_line()}. Ratio: ours / Model Garden for images/s '
       'and parameters, Model Garden / ours for seconds; above 1 is better '
       'for us (parameters: 1 = same model).',
       '',

@@ -133,6 +133,34 @@ def test_serving_default_float_input_as_documented(loaded):
     np.testing.assert_array_equal(value, black[name], err_msg=name)
 
 
+def test_serving_float_takes_the_0_to_255_scale_and_checks_it(loaded):
+  pixels = _pixels((2, 64, 80, 3))
+  expected = _numpy(loaded['serving_default'](images=tf.constant(pixels)))
+  got = _numpy(loaded['serving_float'](
+      images=tf.constant(pixels.astype(np.float32))))
+  for name, value in got.items():
+    np.testing.assert_array_equal(value, expected[name], err_msg=name)
+  grey = _numpy(loaded['serving_float'](
+      images=tf.constant(pixels[:1, ..., :1].astype(np.float32))))
+  assert grey['boxes'].shape[0] == 1
+  on_unit_scale = pixels.astype(np.float32) / 255.0
+  beyond = pixels.astype(np.float32) * 2.0
+  with_nan = pixels.astype(np.float32)
+  with_nan[1, 0, 0, 0] = np.nan
+  for bad in (on_unit_scale, beyond, with_nan, -pixels.astype(np.float32)):
+    error = _error(lambda: loaded['serving_float'](images=tf.constant(bad)))
+    assert isinstance(error, tf.errors.InvalidArgumentError)
+    assert ('serving_float: images must be finite float32 pixels on the '
+            '0..255 scale (an image whose pixels all lie in [0, 1] is on the '
+            '0..1 scale: multiply it by 255)') in error.message
+  error = _error(lambda: loaded['serving_float'](
+      images=tf.constant(np.zeros((64, 80, 3), np.float32))))
+  assert ('serving_float: images must be float32 [batch, height, width, '
+          'channels]') in error.message
+  black = np.zeros((1, 64, 80, 3), np.float32)  # all 0: not the 0..1 scale
+  assert loaded['serving_float'](images=tf.constant(black))['boxes'].shape[0]
+
+
 @pytest.mark.parametrize('serialized, bad', [
     ([b'\xff\xfe\x00 not a proto'], '[0]'),
     ([b'plain text'], '[0]'),

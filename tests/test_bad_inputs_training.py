@@ -255,6 +255,19 @@ def test_a_device_flag_without_its_strategy_is_refused(quick_runs):
       "'one_device'); without it the run would use one device.")
 
 
+@pytest.mark.parametrize('tpu', ['my-tpu-node', 'grpc://10.0.0.2:8470'])
+def test_a_remote_tpu_is_refused_before_it_is_contacted(tpu):
+  # Before: a TPU Node was connected to, and the input pipeline, placed on
+  # its host, failed there at its first tf.py_function.
+  from spinenet_tf.training.strategy import build_strategy
+  with pytest.raises(ValueError) as error:
+    build_strategy('tpu', tpu=tpu)
+  assert str(error.value).startswith(
+      f'--tpu={tpu}: a remote TPU (TPU Node) runs the input pipeline on its '
+      'own host')
+  assert str(error.value).endswith('--strategy=tpu (--tpu=local).')
+
+
 def test_all_bad_training_records_name_the_pattern(quick_runs):
   line = error_line(quick_runs['records'])
   assert line.startswith(f"error: train_data: No valid records in "

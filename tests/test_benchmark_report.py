@@ -6,19 +6,39 @@ import os
 import subprocess
 import sys
 
-from benchmarks import benchmark, export_speed
+from benchmarks import benchmark, export_speed, report
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), '..', 'scripts')
 
 
 def test_summary_ratio_is_above_one_when_ours_is_better():
-  faster = benchmark._summary('latency', 'ms', 50.0, 100.0, 'lower')
-  more = benchmark._summary('training', 'images/s', 30.0, 20.0, 'higher')
-  same = benchmark._summary('params', 'params', 10.0, 10.0, 'equal')
+  faster = benchmark.summary_row('latency', 'ms', 50.0, 100.0, 'lower')
+  more = benchmark.summary_row('training', 'images/s', 30.0, 20.0, 'higher')
+  same = benchmark.summary_row('params', 'params', 10.0, 10.0, 'equal')
   assert (faster['ratio'], more['ratio'], same['ratio']) == (2.0, 1.5, 1.0)
-  table = benchmark.summary_table([faster, more, same])
-  assert '| latency | ms | 50.00 | 100.00 | 2.00 |' in table
-  assert '| params | params | 10 | 10 | 1.0000 |' in table
+  flops = benchmark.summary_row('conv', 'conv GFLOPs', 4.0, 5.0, 'lower')
+  table = benchmark.summary_table([faster, more, same, flops])
+  # Each row says which way its ratio is taken (the old legend called
+  # every count ours / MG while FLOPs rows were MG / ours).
+  assert '| latency | ms | 50.00 | 100.00 | 2.00 | MG / ours |' in table
+  assert '| training | images/s | 30.00 | 20.00 | 1.50 | ours / MG |' in table
+  assert '| params | params | 10 | 10 | 1.0000 | ours / MG |' in table
+  assert '| conv | conv GFLOPs | 4.00 | 5.00 | 1.25 | MG / ours |' in table
+
+
+def test_every_table_names_the_cpu_and_its_extensions(tmp_path):
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 9B14\n'
+                     'flags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n\n'
+                     'processor\t: 1\nmodel name\t: other\n')
+  assert report.cpu(str(cpuinfo)) == {
+      'model': 'AMD EPYC 9B14',
+      'extensions': ['AVX2', 'FMA', 'AVX-512F', 'AVX-512 BF16']}
+  assert report.machine_line(str(cpuinfo)).endswith(
+      'cores of AMD EPYC 9B14 (AVX2, FMA, AVX-512F, AVX-512 BF16, no AMX)')
+  assert report.machine_line() in benchmark.summary_table([])
+  assert report.machine_line() in benchmark.latency_table([])
+  assert report.cpu() == report.environment()['cpu']
 
 
 def test_export_summary_compares_inference_with_batched_nms():

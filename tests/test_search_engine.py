@@ -335,3 +335,33 @@ def test_the_report_rewrites_top_whole(tmp_path, monkeypatch):
   assert sorted(os.listdir(top)) == ['rank1.png', 'rank1.yaml', 'top.csv']
   assert not [n for n in os.listdir(search.output_dir)
               if n.startswith('.top-')]
+
+
+@pytest.mark.parametrize('url, message', [
+    ('postgresql:/me:secret@localhost/db',
+     "storage must be a database URL (sqlite:///..., postgresql://...) or "
+     "journal:<file>, got 'postgresql:/me:***@localhost/db'."),
+    ('postgresql://me:secret@localhost:notaport/db',
+     'storage postgresql://me:***@localhost:notaport/db: cannot open it: '
+     "not a valid database URL (invalid literal for int() with base 10: "
+     "'notaport')"),
+    ('postgres://me:secret@localhost:1/db',
+     'storage postgres://me:***@localhost:1/db: cannot open it: not a valid '
+     "database URL (Can't load plugin: sqlalchemy.dialects:postgres); "
+     'PostgreSQL URLs start postgresql://'),
+    ('postgresql://me:top@secret@localhost:1/db',
+     "storage postgresql://me:***@localhost:1/db: the user or password "
+     "holds '@'; write it as %40."),
+    ('postgresql://me@localhost/db?sslmode=require&PassWord=secret',
+     None),
+])
+def test_a_storage_url_never_shows_its_password(url, message):
+  """Before: a password given as a query parameter or in a malformed URL
+  was printed, and a bad port was a traceback."""
+  if message is None:
+    assert engine.shown_url(url) == (
+        'postgresql://me@localhost/db?sslmode=require&PassWord=***')
+    return
+  with pytest.raises(ValueError) as error:
+    engine.open_storage(url, None)
+  assert str(error.value) == message

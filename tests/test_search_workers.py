@@ -220,6 +220,9 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
      "(sqlite:///..., postgresql://...) or journal:<file>, got 'study.db'."),
     (['--storage=postgresql://me:secret@localhost:1/db'],
      'error: storage postgresql://me:***@localhost:1/db: cannot open it: '),
+    (['--storage=postgresql://me@localhost:1/db?password=secret'],
+     'error: storage postgresql://me@localhost:1/db?password=***: cannot '
+     'open it: '),
     (['--sampler=rl', '--objectives=ap,flops'],
      "error: sampler 'rl' rewards AP only; objectives is 'ap,flops' (use "
      'nsga2).'),

@@ -9,6 +9,10 @@ image may have its own size):
   serving_default  images: uint8 [N, H, W, C], any H, W >= 1; C = 3 (RGB),
                    1 (grey: copied to R, G, B) or 4 (RGBA: alpha dropped),
                    as image_bytes decodes such files
+  serving_float    images: float32 [N, H, W, C] on the 0..255 scale, as
+                   serving_default takes; checked: finite, in [0, 255], and
+                   no image with all pixels in [0, 1] (the 0..1 scale:
+                   refused, it would be all but black)
   image_bytes      image_bytes: string [N], encoded JPEG / PNG / GIF / BMP
   tf_example       serialized_examples: string [N], tf.Example protos with
                    the encoded image in 'image/encoded'
@@ -19,13 +23,13 @@ count (2, 5, ...), a 0-pixel side, an empty string, bytes that are not a
 tf.Example (the message names the index; no Python UnicodeDecodeError) or
 an undecodable image (TensorFlow's decoder message).
 
-Float input: the graph takes uint8. A float tf.Tensor is refused before the
-graph runs (TypeError / InvalidArgumentError: "expected to be a uint8
-tensor"). A numpy float array (or a Python list) is converted to uint8 by
-TensorFlow's argument conversion first, without a check: values are
-truncated and wrap modulo 256 (0.9 -> 0, 255.9 -> 255, 256.0 -> 0, -1.0 ->
-255), so an image on the 0..1 scale arrives black. Give uint8 0..255
-(`np.clip(x, 0, 255).astype(np.uint8)`).
+Float input: give it to serving_float. serving_default takes uint8: a
+float tf.Tensor is refused before the graph runs (InvalidArgumentError:
+"expected to be a uint8 tensor"), but a numpy float array (or a Python
+list) is converted to uint8 by TensorFlow's argument conversion before any
+graph of ours runs, without a check: values are truncated and wrap modulo
+256 (0.9 -> 0, 255.9 -> 255, 256.0 -> 0, -1.0 -> 255), so an image on the
+0..1 scale arrives black. No check inside the graph can see that.
 
 Outputs, detection (a `RetinaNet`):
   boxes float32 [N, D, 4] (ymin, xmin, ymax, xmax) in pixels of each input
@@ -84,7 +88,8 @@ from spinenet_tf.detection import tf_postprocess
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.models.retinanet import RetinaNet
 
-SIGNATURE_KEYS = ('serving_default', 'image_bytes', 'tf_example')
+SIGNATURE_KEYS = ('serving_default', 'serving_float', 'image_bytes',
+                  'tf_example')
 IMAGE_KEY = 'image/encoded'
 CHANNELS = (1, 3, 4)
 
@@ -118,14 +123,15 @@ def check_size(images):
       lambda: images, tf.zeros([0, 1, 1, 3], images.dtype))
 
 
-def check_images(images):
-  """serving_default's input: uint8 [N, h, w, C] with C in 1, 3, 4 ->
-  uint8 [N, h, w, 3] (grey copied to RGB, alpha dropped); anything else
-  fails with a message saying what is expected."""
-  data = ['serving_default: images must be uint8 [batch, height, width, '
-          'channels] with 3 (RGB), 1 (grey) or 4 (RGBA) channels; got shape',
-          tf.shape(images)]
-  fallback = tf.zeros([0, 1, 1, 3], tf.uint8)
+def check_images(images, signature='serving_default'):
+  """serving_default's input (uint8) or serving_float's (float32):
+  [N, h, w, C] with C in 1, 3, 4 -> [N, h, w, 3] (grey copied to RGB,
+  alpha dropped); anything else fails with a message saying what is
+  expected."""
+  data = [f'{signature}: images must be {images.dtype.name} [batch, height, '
+          'width, channels] with 3 (RGB), 1 (grey) or 4 (RGBA) channels; got '
+          'shape', tf.shape(images)]
+  fallback = tf.zeros([0, 1, 1, 3], images.dtype)
   # The shape padded to rank >= 4: safe to slice whatever the rank.
   shape = tf.concat([tf.shape(images), [1, 1, 1, 1]], 0)
 
@@ -138,6 +144,23 @@ def check_images(images):
                       tf.reduce_any(tf.equal(shape[3], CHANNELS)))
   return tf.ensure_shape(_require(ok, data, rgb, fallback),
                          [None, None, None, 3])
+
+
+def check_float_scale(images):
+  """serving_float's pixels must be finite and on the 0..255 scale. An
+  image whose pixels all lie in [0, 1], one of them above 0, is taken to
+  be on the 0..1 scale and refused (on the 0..255 scale it would be all but
+  black)."""
+  maxima = tf.reduce_max(images, axis=[1, 2, 3])
+  ok = tf.reduce_all(tf.math.is_finite(images)) & tf.reduce_all(
+      (images >= 0.0) & (images <= 255.0)) & tf.logical_not(tf.reduce_any(
+          (maxima > 0.0) & (maxima <= 1.0)))
+  return _require(
+      ok, ['serving_float: images must be finite float32 pixels on the '
+           '0..255 scale (an image whose pixels all lie in [0, 1] is on the '
+           '0..1 scale: multiply it by 255); got min', tf.reduce_min(images),
+           'and per-image max', maxima],
+      lambda: images, tf.zeros([0, 1, 1, 3], images.dtype))
 
 
 def check_strings(strings, signature, name):
@@ -283,6 +306,9 @@ class ServingModule(tf.Module):
     self.serve_images = tf.function(
         self._serve_images,
         input_signature=[tf.TensorSpec(None, tf.uint8, name='images')])
+    self.serve_float_images = tf.function(
+        self._serve_float_images,
+        input_signature=[tf.TensorSpec(None, tf.float32, name='images')])
     self.serve_image_bytes = tf.function(
         self._serve_image_bytes,
         input_signature=[tf.TensorSpec(None, tf.string, name='image_bytes')])
@@ -295,6 +321,7 @@ class ServingModule(tf.Module):
     """{signature key: concrete function} for `tf.saved_model.save`."""
     return dict(zip(SIGNATURE_KEYS, (
         self.serve_images.get_concrete_function(),
+        self.serve_float_images.get_concrete_function(),
         self.serve_image_bytes.get_concrete_function(),
         self.serve_tf_examples.get_concrete_function())))
 
@@ -345,6 +372,11 @@ class ServingModule(tf.Module):
 
   def _serve_images(self, images):
     image, info = self._preprocess(check_images(images))
+    return self._finish(self._predict(image), info)
+
+  def _serve_float_images(self, images):
+    image, info = self._preprocess(
+        check_float_scale(check_images(images, 'serving_float')))
     return self._finish(self._predict(image), info)
 
   def _serve_image_bytes(self, image_bytes):

@@ -24,6 +24,7 @@ and retried once in the same folder, so it resumes from its checkpoint.
 
 import math
 import os
+import re
 import socket
 import statistics
 import time
@@ -77,6 +78,25 @@ def load_study(storage, study_name):
   return optuna.load_study(study_name=study_name, storage=storage)
 
 
+# Query parameters that carry a secret (libpq's and the MySQL drivers').
+_SECRET_PARAMETER = re.compile(
+    r'(?i)([?&](?:password|passwd|pwd|passfile|sslpassword|token|secret)=)'
+    r'[^&]*')
+
+
+def shown_url(url):
+  """`url` with its password (in the user info, up to the last '@', or a
+  query parameter) replaced by ***, however malformed the rest: for
+  messages."""
+  head, at, rest = url.rpartition('@')
+  if at:
+    scheme = head.find('://')
+    colon = head.find(':', scheme + 3 if scheme >= 0 else head.find(':') + 1)
+    if colon >= 0:
+      url = f'{head[:colon + 1]}***@{rest}'
+  return _SECRET_PARAMETER.sub(r'\1***', url)
+
+
 def open_storage(url, output_dir, heartbeat_seconds=60):
   """An Optuna storage: None for a SQLite file in `output_dir`, a database
   URL (with heartbeats and one retry of a dead worker's trial), or
@@ -86,11 +106,16 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
     url = 'sqlite:///' + os.path.abspath(os.path.join(output_dir, STUDY_FILE))
   if not isinstance(url, str) or not (url.startswith('journal:')
                                       or '://' in url):
+    shown = shown_url(url) if isinstance(url, str) else url
     raise ValueError(f'storage must be a database URL (sqlite:///..., '
-                     f'postgresql://...) or journal:<file>, got {url!r}.')
+                     f'postgresql://...) or journal:<file>, got {shown!r}.')
   if url.startswith('journal:'):
     return optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(url[len('journal:'):]))
+  authority = url.split('://', 1)[1].split('/', 1)[0]
+  if authority.count('@') > 1:
+    raise ValueError(f"storage {shown_url(url)}: the user or password holds "
+                     "'@'; write it as %40.")
   heartbeat = checks.integer('heartbeat_seconds', heartbeat_seconds, 1)
   engine_kwargs = ({'connect_args': {'timeout': 120}}
                    if url.startswith('sqlite') else {'pool_pre_ping': True})
@@ -104,11 +129,14 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
           f'installed ({e.__cause__ or e}); for PostgreSQL: pip install '
           '"spinenet_tf[postgres]"; for MySQL: pip install PyMySQL and a '
           'mysql+pymysql:// URL.') from e
-    except sqlalchemy.exc.SQLAlchemyError as e:
-      shown = sqlalchemy.engine.make_url(url).render_as_string(
-          hide_password=True)
-      raise ValueError(f'storage {shown}: cannot open it: '
-                       f'{str(e.orig if hasattr(e, "orig") else e)}') from e
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
+      reason = str(getattr(e, 'orig', None) or e)
+      if isinstance(e, (sqlalchemy.exc.ArgumentError, ValueError)):
+        reason = f'not a valid database URL ({reason})'
+      if url.startswith('postgres://'):
+        reason += '; PostgreSQL URLs start postgresql://'
+      raise ValueError(f'storage {shown_url(url)}: cannot open it: '
+                       f'{shown_url(reason)}') from e
 
 
 def _rdb_storage(url, engine_kwargs, heartbeat, attempts=3):

@@ -36,7 +36,8 @@ flags.DEFINE_string('model_dir', None, 'Checkpoints and summaries (local or '
                     'gs://).')
 flags.DEFINE_enum('strategy', 'one_device', strategy_lib.STRATEGIES,
                   'tf.distribute strategy.')
-flags.DEFINE_string('tpu', None, 'TPU name or address (--strategy=tpu).')
+flags.DEFINE_string('tpu', None, "--strategy=tpu: 'local' (the default), "
+                    "the TPU of this TPU VM; remote TPUs are refused.")
 flags.DEFINE_integer('num_gpus', 0, 'GPUs for --strategy=mirrored (0: all).')
 flags.DEFINE_enum('mixed_precision', None,
                   ['float32', 'bfloat16', 'float16', 'float64'],

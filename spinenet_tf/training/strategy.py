@@ -16,7 +16,10 @@ def use_logical_cpus(count):
 def build_strategy(name='one_device', tpu=None, num_gpus=0):
   """'one_device' (first GPU, else CPU), 'mirrored' (num_gpus GPUs, or all
   local devices when 0), 'multi_worker_mirrored' (TF_CONFIG) or 'tpu'
-  (address or name in `tpu`; '' for a local TPU VM)."""
+  (the TPU of this TPU VM: `tpu` None, '' or 'local'). A remote TPU (a TPU
+  Node, by name or grpc:// address) is refused: it runs the input pipeline
+  on its own host, where the pipelines' skip counting (tf.py_function)
+  cannot run."""
   if name not in STRATEGIES:
     raise ValueError(f'strategy must be one of {STRATEGIES}, got {name!r}.')
   if tpu is not None and name != 'tpu':
@@ -27,9 +30,13 @@ def build_strategy(name='one_device', tpu=None, num_gpus=0):
                      f'(strategy is {name!r}); without it the run would use '
                      'one device.')
   if name == 'tpu':
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu or '')
     if tpu not in (None, '', 'local'):
-      tf.config.experimental_connect_to_cluster(resolver)
+      raise ValueError(
+          f'--tpu={tpu}: a remote TPU (TPU Node) runs the input pipeline on '
+          'its own host, where the pipelines\' counting of skipped and '
+          'damaged records (tf.py_function) cannot run. Run on a TPU VM, '
+          'on the VM itself: --strategy=tpu (--tpu=local).')
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver('local')
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   if name == 'multi_worker_mirrored':
