@@ -365,3 +365,24 @@ def test_a_storage_url_never_shows_its_password(url, message):
   with pytest.raises(ValueError) as error:
     engine.open_storage(url, None)
   assert str(error.value) == message
+
+
+def test_a_foreign_database_is_refused_and_left_unchanged(tmp_path):
+  """Before: another application's SQLite file given as the storage got
+  Optuna's tables added to it."""
+  import sqlite3
+  path = tmp_path / 'app.db'
+  connection = sqlite3.connect(path)
+  connection.execute('create table users (id integer)')
+  connection.commit()
+  connection.close()
+  before = path.read_bytes()
+  with pytest.raises(ValueError) as error:
+    engine.open_storage(f'sqlite:///{path}', None)
+  assert str(error.value) == (
+      f'storage sqlite:///{path}: holds tables of something else (users) '
+      'and no Optuna study; it is left unchanged: give another database or '
+      'file.')
+  assert path.read_bytes() == before
+  engine.open_storage(f'sqlite:///{tmp_path}/new.db', None)  # empty: fine
+  engine.open_storage(f'sqlite:///{tmp_path}/new.db', None)  # Optuna's: fine

@@ -122,7 +122,10 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
   with warnings.catch_warnings():  # heartbeats are 'experimental'
     warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
     try:
+      _refuse_foreign_database(url, engine_kwargs)
       return _rdb_storage(url, engine_kwargs, heartbeat)
+    except ForeignDatabaseError:
+      raise
     except ImportError as e:
       raise ValueError(
           f'storage {url.split("://")[0]}://...: its database driver is not '
@@ -137,6 +140,25 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
         reason += '; PostgreSQL URLs start postgresql://'
       raise ValueError(f'storage {shown_url(url)}: cannot open it: '
                        f'{shown_url(reason)}') from e
+
+
+class ForeignDatabaseError(ValueError):
+  """The storage database belongs to something else."""
+
+
+def _refuse_foreign_database(url, engine_kwargs):
+  """A database that holds tables but no Optuna study table belongs to
+  something else: Optuna would add its tables to it."""
+  database = sqlalchemy.create_engine(url, **engine_kwargs)
+  try:
+    tables = sqlalchemy.inspect(database).get_table_names()
+  finally:
+    database.dispose()
+  if tables and 'studies' not in tables:
+    raise ForeignDatabaseError(
+        f'storage {shown_url(url)}: holds tables of something else '
+        f'({", ".join(sorted(tables)[:5])}) and no Optuna study; it is left '
+        'unchanged: give another database or file.')
 
 
 def _rdb_storage(url, engine_kwargs, heartbeat, attempts=3):
