@@ -10,7 +10,7 @@ from spinenet_tf.models import resnet
 from spinenet_tf.models.retinanet import build_retinanet
 from benchmarks.model_garden import (
     build_reference_resnet, build_reference_retinanet_fpn)
-from tests.test_options_effect import _assert_effect
+from tests.test_options_effect import assert_effect
 
 # tf-models-official 2.20.0, `retinanet_resnetfpn_coco` at 640 with 91
 # classes: backbone 23,561,152 + FPN 3,873,792 + head 6,732,375.
@@ -90,7 +90,7 @@ def test_fpn_keyword_takes_effect(key):
   base = TINY
   if key == 'activation':  # seen only before the second stride-2 conv
     base = {**TINY, 'max_level': 7}
-  _assert_effect(FPN, base, key, FPN_VALUES[key])
+  assert_effect(FPN, base, key, FPN_VALUES[key])
 
 
 @pytest.mark.parametrize('kwargs, match', [

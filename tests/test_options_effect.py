@@ -47,8 +47,10 @@ def fingerprint(model):
   statistics after that training call, regularisation losses, the
   model's name and trainability. Layer configs are left out: a keyword
   that is stored but unused in call() changes nothing here."""
-  images = np.random.default_rng(3).normal(
-      size=(2, *model.input_shape[1:3], 3)).astype('float32')
+  rng = np.random.default_rng(3)
+  images = keras.tree.map_structure(
+      lambda spec: rng.normal(size=(2, *spec.shape[1:])).astype('float32'),
+      model.input)
   weights = [(tuple(w.shape), round(float(np.sum(w.numpy())), 4))
              for w in model.weights]
   inference = _sums(model(images, training=False))
@@ -70,7 +72,9 @@ def synchronized_norms(model):
   return bool(flags) and all(flags)
 
 
-def _observer(key):
+def observer(key):
+  """What shows a keyword's effect: sync BN on every norm, else the
+  fingerprint."""
   return synchronized_norms if key == 'use_sync_bn' else fingerprint
 
 
@@ -82,9 +86,11 @@ def _build(fn, **kwargs):
 _DEFAULTS = {}
 
 
-def _assert_effect(fn, base, key, value, observe=fingerprint):
+def assert_effect(fn, base, key, value, observe=None):
   """Building with key=value gives another observation than the base
-  (the base's is built once per module)."""
+  (the base's is built once per module); `observe` defaults to
+  observer(key)."""
+  observe = observe or observer(key)
   cache_key = (fn, repr(sorted(base.items())), observe)
   if cache_key not in _DEFAULTS:
     _DEFAULTS[cache_key] = observe(_build(fn, **base))
@@ -134,15 +140,14 @@ def test_backbone_table_is_complete():
 @pytest.mark.parametrize('key', sorted(BACKBONE_VALUES))
 def test_backbone_keyword_takes_effect(key):
   base = SMALL_SPINENET if key == 'max_level' else BACKBONE_BASE
-  _assert_effect(backbone_lib.build_backbone, base, key, BACKBONE_VALUES[key],
-                 observe=_observer(key))
+  assert_effect(backbone_lib.build_backbone, base, key, BACKBONE_VALUES[key])
 
 
 @pytest.mark.parametrize('key, value', [('resample_alpha', 0.25),
                                         ('block_repeats', 2)])
 def test_spinenet_scaling_override_takes_effect(key, value):
   # Mobile has no alpha and the table's base is Mobile: check SpineNet too.
-  _assert_effect(backbone_lib.build_backbone, SMALL_SPINENET, key, value,
+  assert_effect(backbone_lib.build_backbone, SMALL_SPINENET, key, value,
                  observe=lambda m: m.count_params())
 
 
@@ -174,12 +179,12 @@ def test_classifier_keyword_takes_effect(key):
   base = dict(CLASSIFIER_BASE)
   if key in SPINAL_KEYS or key == 'dropout_rate':
     base['head'] = 'spinal'  # dropout: the spinal head's layers say it
-  _assert_effect(classifier_lib.build_classifier, base, key,
+  assert_effect(classifier_lib.build_classifier, base, key,
                  CLASSIFIER_VALUES[key])
 
 
 def test_classifier_forwards_backbone_keywords():
-  _assert_effect(classifier_lib.build_classifier, CLASSIFIER_BASE,
+  assert_effect(classifier_lib.build_classifier, CLASSIFIER_BASE,
                  'filter_size_scale', 0.5)
 
 
@@ -240,7 +245,7 @@ def test_retinanet_table_is_complete():
 
 
 def test_retinanet_decoder_kwargs_take_effect():
-  _assert_effect(retinanet_lib.build_retinanet,
+  assert_effect(retinanet_lib.build_retinanet,
                  {**RETINANET_BASE, 'decoder': 'fpn'}, 'decoder_kwargs',
                  {'num_filters': 4, 'kernel_initializer': 'he_normal'})
 
@@ -267,8 +272,8 @@ def losses_and_detections(model):
 
 @pytest.mark.parametrize('key', sorted(RETINANET_MODEL_VALUES))
 def test_retinanet_model_keyword_takes_effect(key):
-  _assert_effect(retinanet_lib.build_retinanet, RETINANET_BASE, key,
-                 RETINANET_MODEL_VALUES[key], observe=_observer(key))
+  assert_effect(retinanet_lib.build_retinanet, RETINANET_BASE, key,
+                 RETINANET_MODEL_VALUES[key])
 
 
 @pytest.fixture(scope='module')
@@ -281,7 +286,7 @@ def test_retinanet_loss_and_detection_keyword_takes_effect(key,
                                                            shared_backbone):
   build = lambda **options: retinanet_lib.RetinaNet(  # noqa: E731
       shared_backbone, 3, num_convs=1, num_filters=8, **options)
-  _assert_effect(build, {}, key, RETINANET_OUTPUT_VALUES[key],
+  assert_effect(build, {}, key, RETINANET_OUTPUT_VALUES[key],
                  observe=losses_and_detections)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from spinenet_tf.models import resnet
 from benchmarks.model_garden import build_reference_resnet
-from tests.test_options_effect import _assert_effect
+from tests.test_options_effect import assert_effect
 
 # tf-models-official 2.20.0, `retinanet_resnetfpn_coco`'s backbone.
 PUBLISHED_RESNET50 = 23_561_152
@@ -66,7 +66,7 @@ def test_resnet_table_is_complete():
 
 @pytest.mark.parametrize('key', sorted(RESNET_VALUES))
 def test_resnet_keyword_takes_effect(key):
-  _assert_effect(resnet.build_resnet, SMALL, key, RESNET_VALUES[key])
+  assert_effect(resnet.build_resnet, SMALL, key, RESNET_VALUES[key])
 
 
 @pytest.mark.parametrize('kwargs, match', [
