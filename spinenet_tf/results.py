@@ -18,18 +18,24 @@ from spinenet_tf.io_utils import atomic_write
 CONFIG_KEY = 'config'  # in result.json: the producing config, flattened
 
 
-def flat_config(config):
-  """{'section.key': value} of an ExperimentConfig, as JSON keeps it."""
+def flatten(mapping):
+  """{'section.key': value} of a nested mapping, as JSON keeps it."""
   flat = {}
 
   def walk(prefix, value):
     if isinstance(value, dict) and value:
       for key, item in value.items():
-        walk(f'{prefix}.{key}' if prefix else str(key), item)
+        walk(f'{prefix}.{key}', item)
     else:
       flat[prefix] = value
-  walk('', json.loads(json.dumps(config.as_dict())))
+  for key, value in json.loads(json.dumps(mapping)).items():
+    walk(str(key), value)
   return flat
+
+
+def flat_config(config):
+  """{'section.key': value} of an ExperimentConfig, as JSON keeps it."""
+  return flatten(config.as_dict())
 
 
 def differences(recorded, current, shown=5):

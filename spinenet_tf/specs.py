@@ -8,7 +8,9 @@ picture and the checkpoint converter all read that one plan.
 """
 
 import dataclasses
+import difflib
 import os
+import re
 from typing import Iterable, Sequence
 
 import yaml
@@ -109,19 +111,26 @@ MODEL_IDS = tuple(SCALING)
 SEARCHED_MODELS = {'R0-SP53': '49'}
 
 
+def _spelling(model_id):
+  """A model id without case, separators or the 'spinenet' prefix."""
+  key = re.sub(r'[\s_-]', '', str(model_id)).lower()
+  return key[len('spinenet'):] if key.startswith('spinenet') else key
+
+
 def resolve_model_id(model_id) -> str:
-  """Returns the canonical id for spellings like '49', 'SpineNet-49', 'mobile-49xs'."""
-  key = str(model_id).strip()
-  lowered = key.lower()
-  for prefix in ('spinenet-', 'spinenet_', 'spinenet'):
-    if lowered.startswith(prefix):
-      key, lowered = key[len(prefix):], lowered[len(prefix):]
-      break
-  for known in MODEL_IDS + tuple(SEARCHED_MODELS):
-    if known.lower() == lowered.replace('_', '-'):
-      return known
-  raise ValueError(f'Unknown SpineNet model_id {model_id!r}; valid model ids: '
-                   f'{", ".join(MODEL_IDS + tuple(SEARCHED_MODELS))}.')
+  """Returns the canonical id for spellings like '49', 'SpineNet-49',
+  'mobile-49xs', 'SpineNet_Mobile 49S' (case, '-', '_' and spaces aside)."""
+  known = MODEL_IDS + tuple(SEARCHED_MODELS)
+  by_spelling = {_spelling(k): k for k in known}
+  if isinstance(model_id, (str, int)) and not isinstance(model_id, bool):
+    if _spelling(model_id) in by_spelling:
+      return by_spelling[_spelling(model_id)]
+  close = difflib.get_close_matches(_spelling(model_id), by_spelling, n=1)
+  hint = f' (did you mean {by_spelling[close[0]]!r}?)' if close else ''
+  if isinstance(model_id, str) and os.path.isfile(model_id):
+    hint = ' (a block spec file must end with .yaml or .yml)'
+  raise ValueError(f'Unknown SpineNet model_id {model_id!r}{hint}; valid '
+                   f'model ids: {", ".join(known)}.')
 
 
 def model_scaling(model_id) -> Scaling:
@@ -214,13 +223,11 @@ def load_specs_yaml(path: str):
   optionally `scaling:` with fields of `Scaling`. Returns (specs, scaling or
   None).
   """
-  if not os.path.exists(path):
-    raise ValueError(f'block spec file {path!r} does not exist.')
-  with open(path) as f:
-    try:
-      data = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-      raise ValueError(f'block spec file {path!r} is not valid YAML: {e}') from e
+  text = io_utils.read_text(path, 'block spec file')
+  try:
+    data = yaml.safe_load(text)
+  except yaml.YAMLError as e:
+    raise ValueError(f'block spec file {path!r} is not valid YAML: {e}') from e
   if isinstance(data, list):
     data = {'block_specs': data}
   if not isinstance(data, dict) or 'block_specs' not in data:

@@ -362,6 +362,29 @@ def _assert_one_line(result, *fragments, status=1):
   return errors[0]
 
 
+# File name -> bytes of the user's files that no command may change.
+USER_FILES = {'a_run/ckpt-1.index': b'a training run', 'keep.weights.h5':
+              b'weights', 'old.tflite': b'old', 'notes.txt': b'notes'}
+
+
+def _user_files(d):
+  """The user's files the export and predict cases aim at; a folder of
+  pictures with a sub-folder, links and a text file."""
+  for name, data in USER_FILES.items():
+    (d / name).parent.mkdir(exist_ok=True)
+    (d / name).write_bytes(data)
+  png = tf.io.encode_png(_pixels((32, 32, 3))).numpy()
+  (d / 'pictures').mkdir()
+  (d / 'pictures' / 'a.png').write_bytes(png)
+  mixed = d / 'mixed'
+  (mixed / 'sub.jpg').mkdir(parents=True)
+  (mixed / 'sub.jpg' / 'inner.png').write_bytes(png)
+  (mixed / 'ok.png').write_bytes(png)
+  (mixed / 'link.png').symlink_to(mixed / 'ok.png')
+  (mixed / 'gone.jpg').symlink_to(d / 'no_such_picture.jpg')
+  (mixed / 'readme.txt').write_text('not a picture')
+
+
 @pytest.fixture(scope='module')
 def cli_results(files):
   """Every CLI case of export.py, predict.py and convert_checkpoint.py."""
@@ -372,6 +395,7 @@ def cli_results(files):
   (d / 'existing').mkdir(exist_ok=True)
   (d / 'text.jpg').write_text('hello, not an image')
   (d / 'empty_export').mkdir(exist_ok=True)
+  _user_files(d)
   base = [f'--config_file={files["config"]}']
   out = f'--output_dir={d / "predictions"}'
   converted = f'--output={d / "converted.weights.h5"}'
@@ -388,6 +412,13 @@ def cli_results(files):
                             f'--export_dir={d / "x5"}'],
       'existing_dir': base + [f'--export_dir={d / "existing"}'],
       'no_output': base,
+      'overwrite_run': base + [f'--export_dir={d / "a_run"}', '--overwrite'],
+      'overwrite_file': base + [f'--export_dir={d / "keep.weights.h5"}',
+                                '--overwrite'],
+      'tflite_exists': base + [f'--tflite_file={d / "old.tflite"}'],
+      'tflite_not_tflite': base + [f'--tflite_file={d / "notes.txt"}',
+                                   '--overwrite'],
+      'tflite_folder': base + [f'--tflite_file={d / "existing"}'],
       'no_config_flag': [f'--export_dir={d / "x6"}'],
       'verbose': [f'--config_file={d / "missing.yaml"}',
                   f'--export_dir={d / "x7"}', '--verbose'],
@@ -399,6 +430,12 @@ def cli_results(files):
       'bad_export_dir': [f'--saved_model={d / "empty_export"}',
                          f'--input={d / "text.jpg"}', out],
       'no_model': [f'--input={d / "text.jpg"}', out],
+      'output_over_input': [f'--saved_model={files["export"]}',
+                            f'--input={d / "pictures"}',
+                            f'--output_dir={d / "pictures"}'],
+      'mixed_folder': [f'--saved_model={files["export"]}',
+                       f'--input={d / "mixed"}',
+                       f'--output_dir={d / "mixed_out"}'],
   }, 'convert_checkpoint.py': {
       'missing_checkpoint': [f'--checkpoint={d / "no_ckpt"}',
                              '--model_id=49S', converted],
@@ -423,6 +460,14 @@ def cli_results(files):
     ('existing_dir', ['--export_dir ', 'existing exists; pass --overwrite'],
      1),
     ('no_output', ['give --export_dir and/or --tflite_file'], 1),
+    ('overwrite_run', ['a_run is a folder that is not a SavedModel (no '
+                       'saved_model.pb); an overwrite replaces only an '
+                       'earlier export'], 1),
+    ('overwrite_file', ['keep.weights.h5 is a file; an overwrite'], 1),
+    ('tflite_exists', ['old.tflite exists; replace it with overwrite=True '
+                       '(--overwrite)'], 1),
+    ('tflite_not_tflite', ['notes.txt is not a TFLite model'], 1),
+    ('tflite_folder', ['existing is a folder; give a file name'], 1),
     ('no_config_flag', ['--config_file'], 2),
 ])
 def test_export_cli(cli_results, case, fragments, status):
@@ -446,6 +491,34 @@ def test_verbose_shows_the_trace(cli_results):
 ])
 def test_predict_cli(cli_results, case, fragments):
   _assert_one_line(cli_results[case], *fragments)
+
+
+def test_no_command_changed_a_file_it_was_not_asked_to_replace(
+    cli_results, files):
+  # Before: --overwrite deleted a run folder or a file given as
+  # --export_dir, --tflite_file replaced any file, and predict wrote its
+  # PNG over an input picture of the same name.
+  d = files['dir']
+  assert {name: (d / name).read_bytes() for name in USER_FILES} == USER_FILES
+  assert (d / 'pictures' / 'a.png').read_bytes() == (
+      d / 'mixed' / 'ok.png').read_bytes()
+  _assert_one_line(cli_results['output_over_input'], '--output_dir ',
+                   'the results would replace the input ', 'a.png; write '
+                   'them to another folder')
+
+
+def test_predict_leaves_out_sub_folders_and_broken_links_with_counts(
+    cli_results, files):
+  # Before: a sub-folder or broken link named like a picture stopped the
+  # whole run; files of other extensions were dropped without a word.
+  code, stderr = cli_results['mixed_folder']
+  assert not code, stderr[-2000:]  # 0 or None: a clean exit
+  assert ('left out 1 broken links, 1 files of other extensions, 1 '
+          'sub-folders (not searched).') in stderr
+  out = files['dir'] / 'mixed_out'
+  images = json.loads((out / 'images.json').read_text())
+  assert [i['file_name'] for i in images] == ['link.png', 'ok.png']
+  assert sorted(p.name for p in out.glob('*.png')) == ['link.png', 'ok.png']
 
 
 @pytest.mark.parametrize('case, fragments, status', [

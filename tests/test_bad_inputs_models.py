@@ -170,7 +170,7 @@ def test_block_spec_files(tmp_path, text, message):
 
 
 def test_missing_spec_file():
-  with pytest.raises(ValueError, match="'no/such.yaml' does not exist"):
+  with pytest.raises(FileNotFoundError, match='no/such.yaml: no such file'):
     spinenet_tf.build_backbone('no/such.yaml', SMALL)
 
 

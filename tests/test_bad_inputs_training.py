@@ -143,6 +143,10 @@ def quick_runs(tmp_path_factory):
   bad_data_dir = root / 'bad_data_run'
   bad_data_dir.mkdir()
   (bad_data_dir / 'params.yaml').write_bytes(b'# an earlier run\nseed: 1\n')
+  other_model_dir = root / 'other_model_run'
+  other_model_dir.mkdir()
+  (other_model_dir / 'params.yaml').write_text(
+      'task: detection\nmodel: {num_classes: 7, score_threshold: 0.5}\n')
   runs = {
       'experiment': lambda: start('--model_dir=' + str(root / 'x'),
                                   experiment='retinanet_spinenet49_cocoo'),
@@ -161,6 +165,8 @@ def quick_runs(tmp_path_factory):
           f'train_data.file_pattern={pattern},'
           'train_data.synthetic_num_images=256',
           model_dir=bad_data_dir, data_dir=data_dir),
+      'other_model': lambda: start(model_dir=other_model_dir,
+                                   data_dir=data_dir),
   }
   results, names = {}, list(runs)
   for i in range(0, len(names), 2):
@@ -170,7 +176,20 @@ def quick_runs(tmp_path_factory):
   results['root'] = root
   results['pattern'] = pattern
   results['bad_data_dir'] = bad_data_dir
+  results['other_model_dir'] = other_model_dir
   return results
+
+
+def test_a_run_of_another_model_is_not_resumed(quick_runs):
+  # Before: its checkpoint was restored into the other model (or failed
+  # deep in TF), and its params.yaml rewritten. The detection settings
+  # (score_threshold here) change no weight and may differ.
+  folder = quick_runs['other_model_dir']
+  assert error_line(quick_runs['other_model']) == (
+      f'error: {folder} holds a run of another model (model.num_classes: 7 '
+      '-> 4): give its params.yaml as --config_file to go on with it, or '
+      'another --model_dir.')
+  assert (folder / 'params.yaml').read_text().startswith('task: detection\n')
 
 
 def test_truncated_latest_checkpoint_resumes_from_the_older_one(

@@ -6,6 +6,7 @@ budget; pruning stops a trial on its reported AP; the outputs load."""
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -267,6 +268,46 @@ def test_the_study_keeps_the_seed_of_its_first_worker(tmp_path):
                   storage=f'journal:{tmp_path}/journal.log')
 
 
+def test_a_study_resumed_with_other_settings_is_refused(tmp_path):
+  # Before: a worker with another space, proxy, budget or sampler joined
+  # the study, and its trials were ranked with trials that answered
+  # another question.
+  space = SearchSpace('SpineNet-49')
+  quick = proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES], latency_runs=0)
+  folder = str(tmp_path / 's')
+  engine.Search(folder, space, quick, sampler='random', seed=1)
+  engine.Search(folder, space, quick, sampler='random', seed=1)  # joins
+  longer = proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES,
+                                  'trainer.train_steps=3'], latency_runs=0)
+  for change, difference in [
+      (dict(space=SearchSpace('SpineNet-49', window=3)), 'window: 5 -> 3'),
+      (dict(proxy=longer), 'proxy.trainer.train_steps: 2 -> 3'),
+      (dict(max_gflops=5.0), 'max_gflops: None -> 5.0'),
+      (dict(sampler='tpe'), "sampler: 'random' -> 'tpe'")]:
+    args = {'space': space, 'proxy': quick, 'sampler': 'random', 'seed': 1,
+            **change}
+    with pytest.raises(ValueError) as error:
+      engine.Search(folder, args.pop('space'), args.pop('proxy'), **args)
+    assert str(error.value) == (
+        f"study 'spinenet_search' was started with other settings "
+        f'({difference}); give it the same settings, or start another '
+        '--study_name.')
+  # Another study in the folder: its trial_0000 would resume the first's.
+  with pytest.raises(ValueError, match=f"{folder} holds the trials of study "
+                     "'spinenet_search' in study.db, not of 'other' in "
+                     'study.db: give that study, or another --output_dir'):
+    engine.Search(folder, space, quick, sampler='random', study_name='other')
+  with pytest.raises(ValueError, match="'spinenet_search' in study.db, not "
+                     "of 'spinenet_search' in journal:"):
+    engine.Search(folder, space, quick, storage=f'journal:{tmp_path}/j.log')
+  assert engine.study_names(engine.open_storage(None, folder)) == [
+      'spinenet_search']
+  with open(os.path.join(folder, engine.FOLDER_FILE), 'w') as f:
+    f.write('{"study_na')  # a damaged record: one line, not a traceback
+  with pytest.raises(ValueError, match='search_study.json is damaged'):
+    engine.Search(folder, space, quick, sampler='random', seed=1)
+
+
 def test_a_budget_below_every_candidate_stops_with_one_line(
     tmp_path, monkeypatch):
   # Before: over-budget draws use no trial budget, so the loop never ended.
@@ -288,7 +329,7 @@ def test_one_worker_trains_each_reference(tmp_path, monkeypatch):
                         measure=_fake_measure([0.46]))
   b = engine.Search(a.output_dir, a.space, a.proxy, sampler='random', seed=0)
   # B holds the claim (it is training): A goes on without the result.
-  assert b._claim('spinenet_search:reference:SpineNet-49') is None
+  assert b.claim('spinenet_search:reference:SpineNet-49') is None
   lines = []
   assert a.reference('SpineNet-49', log=lines.append) is None
   assert lines == [f'reference SpineNet-49: trained by {engine.worker_name()}'
@@ -311,10 +352,15 @@ def test_a_result_of_another_config_is_refused(tmp_path, monkeypatch):
   search, training = _search(tmp_path, monkeypatch, [[0.31]],
                              measure=_fake_measure([0.46]))
   search.reference('SpineNet-49')
+  # Another search, into which the references were copied to reuse them
+  # (the study itself refuses another proxy: test_a_study_resumed_with_
+  # other_settings_is_refused).
   changed = engine.Search(
-      search.output_dir, search.space,
+      str(tmp_path / 'other'), search.space,
       proxy.Proxy(overrides=[proxy.QUICK_OVERRIDES, 'trainer.train_steps=4'],
                   latency_runs=0), sampler='random', seed=0)
+  shutil.copytree(os.path.join(search.output_dir, 'references'),
+                  os.path.join(changed.output_dir, 'references'))
   with pytest.raises(ValueError, match=r'references/SpineNet-49/result.json '
                      r'was produced by another config \(trainer.train_steps: '
                      r'2 -> 4\)'):

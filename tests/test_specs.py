@@ -18,14 +18,30 @@ def test_model_id_spellings_resolve():
   assert specs.resolve_model_id('49s') == '49S'
   assert specs.resolve_model_id('mobile-49xs') == 'mobile-49XS'
   assert specs.resolve_model_id('spinenet_mobile_49') == 'mobile-49'
+  # Before: refused, since only one '-' or '_' separator was taken.
+  assert specs.resolve_model_id('SpineNet Mobile-49S') == 'mobile-49S'
+  assert specs.resolve_model_id('mobile49xs') == 'mobile-49XS'
+  assert specs.resolve_model_id(' 143l ') == '143L'
+  assert specs.resolve_model_id(190) == '190'
 
 
-def test_unknown_model_id_lists_valid_ids():
+def test_unknown_model_id_lists_valid_ids(tmp_path):
   with pytest.raises(ValueError) as err:
     spinenet_tf.build_backbone('50')
   assert "'50'" in str(err.value)
   for model_id in specs.MODEL_IDS:
     assert model_id in str(err.value)
+  with pytest.raises(ValueError, match=r"'mobile-49SX' \(did you mean "
+                     r"'mobile-49S'\?\)"):
+    spinenet_tf.build_backbone('mobile-49SX')
+  with pytest.raises(ValueError, match="model_id True;"):
+    specs.resolve_model_id(True)
+  # A spec file without the .yaml suffix is named as one.
+  path = tmp_path / 'my_specs.txt'
+  path.write_text('block_specs: []\n')
+  with pytest.raises(ValueError, match=r'my_specs.txt\' \(a block spec file '
+                     r'must end with .yaml or .yml\)'):
+    spinenet_tf.build_backbone(str(path))
 
 
 @pytest.mark.parametrize('rows, message', [
@@ -103,7 +119,7 @@ def test_yaml_errors_name_the_file(tmp_path):
   bad.write_text('block_specs:\n  - {level: 2, block_fn: bottleneck, input_offsets: [0, 5], is_output: false}\n')
   with pytest.raises(ValueError, match=r'bad.yaml.*block 0: input_offsets\[1\] = 5 points forward'):
     spinenet_tf.build_backbone(str(bad))
-  with pytest.raises(ValueError, match='does not exist'):
+  with pytest.raises(FileNotFoundError, match='missing.yaml: no such file'):
     spinenet_tf.build_backbone(str(tmp_path / 'missing.yaml'))
   (tmp_path / 'top.yaml').write_text('blocks: []\n')
   with pytest.raises(ValueError, match='block_specs'):

@@ -25,7 +25,8 @@ the TFLite model's in spinenet_tf/export/tflite.py. The config is copied to
 <export_dir>/assets.extra/model_config.yaml.
 
 A user error (missing or bad config file, unknown model key, a checkpoint
-of another architecture, an existing --export_dir without --overwrite)
+of another architecture, an existing --export_dir or --tflite_file without
+--overwrite, or with it one that is not an earlier export)
 prints one line `error: ...` on stderr and exits with status 1 (2 for a flag
 error); --verbose shows the trace. Export folders may be gs:// paths.
 """
@@ -38,14 +39,15 @@ import yaml  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from spinenet_tf import cli  # noqa: E402
+from spinenet_tf import cli, io_utils  # noqa: E402
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
 from spinenet_tf.export import model_config  # noqa: E402
 from spinenet_tf.models import factory  # noqa: E402
 from spinenet_tf.export.fold_batchnorm import max_abs_difference  # noqa: E402
-from spinenet_tf.export.saved_model import export_saved_model  # noqa: E402
-from spinenet_tf.export.tflite import (convert_to_tflite,  # noqa: E402
-                                       write_tflite)
+from spinenet_tf.export.saved_model import (  # noqa: E402
+    check_replaceable, export_saved_model)
+from spinenet_tf.export.tflite import (  # noqa: E402
+    check_tflite_destination, convert_to_tflite, write_tflite)
 from spinenet_tf.training import config as config_lib  # noqa: E402
 from spinenet_tf.training.averaged_weights import (  # noqa: E402
     load_averaged_weights)
@@ -60,7 +62,10 @@ flags.DEFINE_bool('raw_weights', False, 'With a TF checkpoint of a run '
                   'with optimizer.use_ema (its params.yaml as '
                   '--config_file): export the raw weights, not their moving '
                   'average (the default: what the run evaluated).')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing export_dir.')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing export_dir or '
+                  'tflite_file: an earlier export only (a SavedModel '
+                  'folder, an empty folder, a TFLite file), never another '
+                  'file or folder.')
 flags.DEFINE_bool('fold_batchnorm', True, 'Fold BatchNorm into the convs.')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   "Compute dtype of the exported network (default: the "
@@ -113,8 +118,7 @@ def load_model():
 def _averaging_run(config_file):
   """The experiment config of `config_file` if it is a run's with
   optimizer.use_ema, else None."""
-  with tf.io.gfile.GFile(config_file) as f:
-    data = yaml.safe_load(f)
+  data = yaml.safe_load(io_utils.read_text(config_file, 'config file'))
   optimizer = data.get('optimizer') if isinstance(data, dict) else None
   if not (isinstance(optimizer, dict) and optimizer.get('use_ema')):
     return None
@@ -125,10 +129,13 @@ def main(argv):
   cli.refuse_arguments(argv)
   if not FLAGS.export_dir and not FLAGS.tflite_file:
     raise cli.UserError('give --export_dir and/or --tflite_file.')
-  if (FLAGS.export_dir and tf.io.gfile.exists(FLAGS.export_dir) and
-      not FLAGS.overwrite):
-    raise cli.UserError(f'--export_dir {FLAGS.export_dir} exists; pass '
-                        '--overwrite to replace it.')
+  if FLAGS.export_dir and tf.io.gfile.exists(FLAGS.export_dir):
+    if not FLAGS.overwrite:
+      raise cli.UserError(f'--export_dir {FLAGS.export_dir} exists; pass '
+                          '--overwrite to replace it.')
+    check_replaceable(FLAGS.export_dir)
+  if FLAGS.tflite_file:
+    check_tflite_destination(FLAGS.tflite_file, FLAGS.overwrite)
   config, model = load_model()
   if FLAGS.export_dir:
     module = export_saved_model(
@@ -139,7 +146,8 @@ def main(argv):
     logging.info('SavedModel written to %s', FLAGS.export_dir)
     _log_network_error(model, module)
   if FLAGS.tflite_file:
-    write_tflite(convert_to_tflite(model), FLAGS.tflite_file)
+    write_tflite(convert_to_tflite(model), FLAGS.tflite_file,
+                 FLAGS.overwrite)
     logging.info('TFLite model written to %s', FLAGS.tflite_file)
 
 

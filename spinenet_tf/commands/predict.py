@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from spinenet_tf import cli  # noqa: E402
+from spinenet_tf import cli, io_utils  # noqa: E402
 from spinenet_tf.detection.coco_eval import (detections_to_coco,  # noqa: E402
                                              write_results_json)
 from spinenet_tf.checkpoints import load_checkpoint  # noqa: E402
@@ -68,19 +68,52 @@ flags.DEFINE_integer('batch_size', 8, 'Images per call.')
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 
+# What predict writes in --output_dir besides one <name>.png per input.
+RESULT_FILES = ('detections.json', 'images.json', 'predictions.json')
+
+
 def list_images(path):
-  """The image files at `path` (a file, or a folder's images, sorted)."""
+  """The image files at `path` (a file, or a folder's images, sorted).
+  In a folder, sub-folders (not searched), broken links and files of
+  other extensions are left out with a logged count of each."""
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'--input {path}: no such file or folder.')
   if not tf.io.gfile.isdir(path):
     return [path]
-  files = [os.path.join(path, name.rstrip('/'))
-           for name in sorted(tf.io.gfile.listdir(path))
-           if name.lower().endswith(IMAGE_EXTENSIONS)]
+  files, left_out = [], {}
+  for name in sorted(tf.io.gfile.listdir(path)):
+    entry = os.path.join(path, name.rstrip('/'))
+    kind = ('sub-folders (not searched)' if tf.io.gfile.isdir(entry) else
+            'broken links' if not tf.io.gfile.exists(entry) else
+            None if name.lower().endswith(IMAGE_EXTENSIONS) else
+            'files of other extensions')
+    if kind is None:
+      files.append(entry)
+    else:
+      left_out[kind] = left_out.get(kind, 0) + 1
+  if left_out:
+    logging.warning('--input %s: left out %s.', path, ', '.join(
+        f'{count} {kind}' for kind, count in sorted(left_out.items())))
   if not files:
     raise cli.UserError(f'--input {path}: the folder has no '
                         f'{"/".join(IMAGE_EXTENSIONS)} files.')
   return files
+
+
+def _real(path):
+  return path if '://' in path else os.path.realpath(path)
+
+
+def check_inputs_kept(files, output_dir):
+  """Refuses an --output_dir where a result would replace an input."""
+  outputs = {_real(os.path.join(output_dir, name))
+             for name in output_names(files) + list(RESULT_FILES)}
+  replaced = [f for f in files if _real(f) in outputs]
+  if replaced:
+    more = f' and {len(replaced) - 1} more' if len(replaced) > 1 else ''
+    raise cli.UserError(f'--output_dir {output_dir}: the results would '
+                        f'replace the input {replaced[0]}{more}; write them '
+                        'to another folder.')
 
 
 def image_ids(files):
@@ -171,10 +204,8 @@ def predict_all(predict, files):
 def read_class_names(path):
   if path is None:
     return None
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'--class_names {path}: no such file.')
-  with tf.io.gfile.GFile(path) as f:
-    return [line.strip() for line in f]
+  return [line.strip() for line in
+          io_utils.read_text(path, '--class_names').splitlines()]
 
 
 def read_names(class_names_path, label_map_path):
@@ -228,7 +259,7 @@ def main(argv):
   if FLAGS.batch_size < 1:
     raise cli.UserError(f'--batch_size must be >= 1, got {FLAGS.batch_size}.')
   files = list_images(FLAGS.input)
-  output_names(files)
+  check_inputs_kept(files, FLAGS.output_dir)
   class_names, category_ids = read_names(FLAGS.class_names, FLAGS.label_map)
   predict, is_detector = load_predictor()
   results, skipped = predict_all(predict, files)

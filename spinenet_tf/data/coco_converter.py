@@ -121,17 +121,10 @@ def load_coco_json(path):
   """The annotation file as a dict with 'images', 'annotations' and
   'categories' lists; errors name the file."""
   path = str(path)
-  try:
-    text = _read_bytes(path)
-  except (FileNotFoundError, tf.errors.NotFoundError):
-    raise FileNotFoundError(f'--annotation_file {path}: no such file.') \
-        from None
-  except IsADirectoryError:
-    raise ValueError(f'--annotation_file {path}: is a folder, not a COCO '
-                     'JSON file.') from None
+  text = io_utils.read_text(path, '--annotation_file')
   try:
     data = json.loads(text)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except json.JSONDecodeError as e:
     raise ValueError(f'--annotation_file {path}: not valid JSON ({e}).') \
         from None
   if not isinstance(data, dict):

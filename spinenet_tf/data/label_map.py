@@ -17,7 +17,7 @@ annotation ids are then the ids). Ids are integers >= 1 (0 is background).
 import dataclasses
 import json
 
-import tensorflow as tf
+from spinenet_tf import io_utils
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +95,7 @@ def label_map_from_entries(entries, path=''):
 def read_label_map(path):
   """The LabelMap in `path` (local or gs://); errors name the file."""
   path = str(path)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'label map {path}: no such file.')
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
+  text = io_utils.read_text(path, 'label map')
   try:
     data = json.loads(text)
   except json.JSONDecodeError as e:

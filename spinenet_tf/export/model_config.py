@@ -9,9 +9,9 @@ a training experiment file (spinenet_tf/configs/*.yaml, a run's
 params.yaml) works too: its other sections are ignored.
 """
 
-import tensorflow as tf
 import yaml
 
+from spinenet_tf import io_utils
 from spinenet_tf.models.factory import TRAINING_SECTIONS, check_config
 
 
@@ -19,13 +19,7 @@ def load_config(path):
   """Reads a YAML model config, or the task and model of a training
   experiment file (spinenet_tf/configs/*.yaml, a run's params.yaml);
   errors name the file."""
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'config file {path}: no such file.')
-  if tf.io.gfile.isdir(path):
-    raise IsADirectoryError(f'config file {path}: is a folder; expected a '
-                            'YAML file.')
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
+  text = io_utils.read_text(path, 'config file')
   try:
     config = yaml.safe_load(text)
     if isinstance(config, dict) and set(config) & TRAINING_SECTIONS:

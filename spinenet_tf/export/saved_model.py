@@ -514,6 +514,21 @@ def write_directory_atomically(path, write, overwrite=False):
     raise
 
 
+def check_replaceable(export_dir):
+  """Refuses an existing `export_dir` that an overwrite may not replace:
+  only an earlier SavedModel (with saved_model.pb) or an empty folder is
+  replaced, never a file or another folder (a training run, say)."""
+  if tf.io.gfile.isdir(export_dir) and (
+      not tf.io.gfile.listdir(export_dir) or tf.io.gfile.exists(
+          os.path.join(export_dir, 'saved_model.pb'))):
+    return
+  kind = ('a folder that is not a SavedModel (no saved_model.pb)'
+          if tf.io.gfile.isdir(export_dir) else 'a file')
+  raise FileExistsError(f'{export_dir} is {kind}; an overwrite replaces only '
+                        'an earlier export or an empty folder: choose another '
+                        'export folder.')
+
+
 def export_saved_model(model, export_dir, overwrite=False, extra_files=None,
                        **module_args):
   """Writes `model` with its serving signatures to `export_dir`.
@@ -522,7 +537,8 @@ def export_saved_model(model, export_dir, overwrite=False, extra_files=None,
     model: a `RetinaNet` or a classifier.
     export_dir: the SavedModel directory to create (atomically, see
       `write_directory_atomically`).
-    overwrite: replace an existing `export_dir`.
+    overwrite: replace an existing `export_dir` (an earlier export or an
+      empty folder: `check_replaceable`).
     extra_files: {file name: text} written to `export_dir/assets.extra/`.
     **module_args: `ServingModule` options (fold, dtype, jit_compile,
       top_k).
@@ -534,6 +550,8 @@ def export_saved_model(model, export_dir, overwrite=False, extra_files=None,
   if tf.io.gfile.exists(export_dir) and not overwrite:
     raise FileExistsError(f'{export_dir} exists; pass overwrite=True to '
                           'replace it.')
+  if tf.io.gfile.exists(export_dir):
+    check_replaceable(export_dir)
   module = ServingModule(model, **module_args)
 
   def write(directory):

@@ -72,10 +72,35 @@ def convert_to_tflite(model):
     return tf.lite.TFLiteConverter.from_saved_model(directory).convert()
 
 
-def write_tflite(tflite_bytes, path):
+# Bytes 4..8 of a TFLite flatbuffer: its file identifier.
+TFLITE_IDENTIFIER = b'TFL3'
+
+
+def check_tflite_destination(path, overwrite=False):
+  """Refuses a `path` that exists, unless `overwrite` and it is a TFLite
+  file (an earlier export): a folder or another file is never replaced."""
+  if not tf.io.gfile.exists(path):
+    return
+  if tf.io.gfile.isdir(path):
+    raise IsADirectoryError(f'{path} is a folder; give a file name for the '
+                            'TFLite model.')
+  if not overwrite:
+    raise FileExistsError(f'{path} exists; replace it with overwrite=True '
+                          '(--overwrite).')
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    head = f.read(8)
+  if head[4:8] != TFLITE_IDENTIFIER:
+    raise FileExistsError(f'{path} is not a TFLite model; an overwrite '
+                          'replaces only an earlier one: choose another file '
+                          'name.')
+
+
+def write_tflite(tflite_bytes, path, overwrite=False):
   """Writes the flatbuffer to `path` atomically (tf.io.gfile: local or
-  gs://; a staging file next to it, renamed over `path`)."""
+  gs://; a staging file next to it, renamed over `path`); an existing
+  `path` only with `overwrite` (`check_tflite_destination`)."""
   path = os.fspath(path)
+  check_tflite_destination(path, overwrite)
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)

@@ -22,6 +22,7 @@ is failed by the next worker that starts a trial after the grace period,
 and retried once in the same folder, so it resumes from its checkpoint.
 """
 
+import json
 import math
 import os
 import re
@@ -35,7 +36,7 @@ import keras
 import optuna
 import sqlalchemy
 
-from spinenet_tf import checks, results
+from spinenet_tf import checks, io_utils, results
 from spinenet_tf import specs as specs_lib
 from spinenet_tf.search import controller, permutation_study
 from spinenet_tf.search import proxy as proxy_lib
@@ -50,6 +51,8 @@ DIRECTIONS = {'AP': 'maximize', 'gflops': 'minimize', 'latency_ms': 'minimize'}
 REFERENCES = {'SpineNet-49': {'backbone': '49'},
               'R50-FPN': permutation_study.ARCHITECTURES['a'].model}
 STUDY_FILE = 'study.db'
+# In the search folder: the study its trial folders belong to.
+FOLDER_FILE = 'search_study.json'
 OVER_BUDGET = 'over_budget'
 # A worker stops after this many over-budget draws in a row: the budget is
 # likely below every candidate of the space.
@@ -140,6 +143,33 @@ def open_storage(url, output_dir, heartbeat_seconds=60):
         reason += '; PostgreSQL URLs start postgresql://'
       raise ValueError(f'storage {shown_url(url)}: cannot open it: '
                        f'{shown_url(reason)}') from e
+
+
+def bind_output_dir(output_dir, study_name, storage):
+  """Records in `output_dir` the study whose trial folders it holds;
+  refuses another study (its trial_NNNN folders would resume the first
+  one's checkpoints). `storage`: the URL given (None: the folder's)."""
+  owner = {'study_name': study_name,
+           'storage': STUDY_FILE if storage is None else shown_url(storage)}
+  path = os.path.join(output_dir, FOLDER_FILE)
+  if os.path.exists(path):
+    try:
+      recorded = json.loads(io_utils.read_text(path, 'search folder file'))
+    except ValueError:
+      recorded = None
+    if not isinstance(recorded, dict) or set(recorded) != set(owner):
+      raise ValueError(f'{path} is damaged (it names the study of the '
+                       'folder); remove it if the folder holds only one '
+                       'study.')
+    if recorded != owner:
+      raise ValueError(
+          f'{output_dir} holds the trials of study '
+          f'{recorded["study_name"]!r} in {recorded["storage"]}, not of '
+          f'{study_name!r} in {owner["storage"]}: give that study, or '
+          'another --output_dir.')
+    return
+  os.makedirs(output_dir, exist_ok=True)
+  io_utils.atomic_write(path, json.dumps(owner))
 
 
 class ForeignDatabaseError(ValueError):
@@ -282,6 +312,7 @@ class Search:
       raise ValueError("objectives 'ap,latency' needs latency_runs > 0.")
     self.storage = open_storage(storage, output_dir, heartbeat_seconds)
     self.study_name = study_name
+    bind_output_dir(output_dir, study_name, storage)
     self.study = self._open_study(sampler, seed, startup_trials)
 
   def _open_study(self, sampler, seed, startup_trials):
@@ -296,6 +327,13 @@ class Search:
                        f'{[d.name.lower() for d in study.directions]}, not '
                        f'{directions} (objectives {self.objectives}).')
     seed = self._study_seed(study, seed)
+    self._check_settings(study, {
+        'sampler': sampler, 'startup_trials': startup_trials,
+        'pruner': self.pruner_name,
+        'reports_per_trial': self.reports_per_trial,
+        'max_gflops': self.budget['gflops'],
+        'max_latency_ms': self.budget['latency_ms'],
+        **self.space.settings(), **self.proxy.settings()})
     if sampler == 'rl':
       if startup_trials is not None:
         raise ValueError("startup_trials is a TPE setting; sampler is 'rl'.")
@@ -323,6 +361,20 @@ class Search:
                        f'this worker has seed {seed} (give every worker the '
                        "same seed, or none to take the study's).")
     return recorded
+
+  def _check_settings(self, study, settings):
+    """Records `settings` on a study that has none; refuses a worker
+    whose settings differ from the recorded ones, naming them: its
+    trials would not be comparable with the study's."""
+    settings = json.loads(json.dumps(settings))
+    if 'settings' not in study.user_attrs:
+      study.set_user_attr('settings', settings)
+      return
+    changed = results.differences(study.user_attrs['settings'], settings)
+    if changed:
+      raise ValueError(f'study {self.study_name!r} was started with other '
+                       f'settings ({"; ".join(changed)}); give it the same '
+                       'settings, or start another --study_name.')
 
   # The trial.
 
@@ -408,7 +460,7 @@ class Search:
     result = results.read_result(path, config)
     if result is not None or not train:
       return result
-    owner = self._claim(REFERENCE_CLAIM.format(study=self.study_name,
+    owner = self.claim(REFERENCE_CLAIM.format(study=self.study_name,
                                                name=name))
     if owner is not None:
       log(f'reference {name}: trained by {owner}; this worker goes on.')
@@ -424,7 +476,7 @@ class Search:
     results.write_result(path, result, config)
     return result
 
-  def _claim(self, claim_name):
+  def claim(self, claim_name):
     """None if this worker now holds the claim `claim_name`, else the
     worker that does."""
     try:
@@ -434,7 +486,7 @@ class Search:
       owner = claim.user_attrs.get('worker', 'a starting worker')
       if not _dead_here(owner):
         return owner
-      return self._claim(f'{claim_name}:after:{owner}')
+      return self.claim(f'{claim_name}:after:{owner}')
     claim.set_user_attr('worker', worker_name())
     return None
 

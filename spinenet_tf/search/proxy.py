@@ -19,7 +19,7 @@ import time
 
 import tensorflow as tf
 
-from spinenet_tf import checks, configs, flops
+from spinenet_tf import checks, configs, flops, results
 from spinenet_tf.models.factory import build_model_from_config
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import strategy as strategy_lib
@@ -116,6 +116,15 @@ class Proxy:
             for section, values in sections.items()
             for key, value in values.items()]
     return config_lib.load_experiment(self.config_file, keys + self.overrides)
+
+  def settings(self):
+    """What makes two proxies' results comparable: the proxy experiment
+    (flattened, every candidate's backbone left out) and latency_runs;
+    not data_dir, which each machine may keep elsewhere."""
+    flat = results.flat_config(self.config('49'))
+    flat.pop('model.backbone')
+    return {**{f'proxy.{k}': v for k, v in flat.items()},
+            'latency_runs': self.latency_runs}
 
   def measure(self, config):
     """`measure(config)` with this proxy's latency_runs."""

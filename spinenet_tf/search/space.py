@@ -130,6 +130,14 @@ class SearchSpace:
     self.num_permuted = self.num_intermediate + len(OUTPUT_LEVELS)
     self._ranges = dict(self._all_parameters())
 
+  def settings(self):
+    """The arguments that define the space, as JSON keeps them."""
+    return {'allocation': {'stem': list(self.allocation.stem),
+                           'permuted': list(self.allocation.permuted)},
+            'window': self.window, 'output_window': self.output_window,
+            'adjust_levels': self.adjust_levels,
+            'adjust_block_types': self.adjust_block_types}
+
   def _stem(self):
     """Chain specs of the stem after blocks 0 and 1, and the indices of the
     stem blocks later blocks may read (block 1 only if level 2 has 2)."""

@@ -20,9 +20,8 @@ import typing
 import tensorflow as tf
 import yaml
 
-from spinenet_tf import checks
+from spinenet_tf import checks, io_utils, results
 from spinenet_tf.checkpoints import INIT_MODULES
-from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.data import label_map as label_map_lib
 from spinenet_tf.data.classification_input import DATASETS
 from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
@@ -544,16 +543,51 @@ def load_experiment(path=None, overrides=()):
   """Reads a YAML experiment (local or gs://), applies overrides, checks."""
   data = {}
   if path:
-    with tf.io.gfile.GFile(path) as f:
-      data = yaml.safe_load(f) or {}
+    try:
+      data = yaml.safe_load(io_utils.read_text(path, 'config file')) or {}
+    except yaml.YAMLError as e:
+      raise ValueError(f'config file {path}: not valid YAML: {e}') from None
   try:
     return config_from_dict(apply_overrides(data, overrides))
   except ValueError as e:
     raise ValueError(f'{path}: {e}' if path else str(e)) from e
 
 
+PARAMS_FILE = 'params.yaml'  # a run's config, in its model_dir
+# Sections a run's checkpoints belong to: another value cannot resume it,
+# except the detection settings, which change no weight.
+RUN_DEFINING_SECTIONS = ('task', 'model')
+DETECTION_KEYS = tuple(f'model.{key}' for key in (
+    'score_threshold', 'pre_nms_top_k', 'iou_threshold', 'max_detections',
+    'class_agnostic_nms'))
+
+
+def check_same_model(config, model_dir):
+  """Refuses to resume training the run in `model_dir` with another task
+  or model than its params.yaml records, naming the keys."""
+  path = os.path.join(model_dir, PARAMS_FILE)
+  if not tf.io.gfile.exists(path):
+    return
+  try:
+    recorded = yaml.safe_load(io_utils.read_text(path, 'run config'))
+  except yaml.YAMLError as e:
+    raise ValueError(f'run config {path}: not valid YAML: {e}') from None
+  if not isinstance(recorded, dict):
+    return
+  recorded = {k: v for k, v in results.flatten(
+      {k: recorded[k] for k in RUN_DEFINING_SECTIONS if k in recorded}
+  ).items() if k not in DETECTION_KEYS}
+  current = results.flatten(config.as_dict())
+  changed = results.differences(
+      recorded, {k: v for k, v in current.items() if k in recorded})
+  if changed:
+    raise ValueError(f'{model_dir} holds a run of another model '
+                     f'({"; ".join(changed)}): give its {PARAMS_FILE} as '
+                     '--config_file to go on with it, or another --model_dir.')
+
+
 def save_experiment(config, path):
   """Writes the resolved config as YAML (next to the checkpoints),
   atomically: a reader sees the old file or the new one."""
   tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-  atomic_write(path, yaml.safe_dump(config.as_dict(), sort_keys=False))
+  io_utils.atomic_write(path, yaml.safe_dump(config.as_dict(), sort_keys=False))

@@ -71,6 +71,8 @@ def main(argv):
     overrides.append(f'trainer.mixed_precision={FLAGS.mixed_precision}')
   config = config_lib.load_experiment(
       experiment_path(FLAGS.experiment, FLAGS.config_file), overrides)
+  if FLAGS.mode in ('train', 'train_and_eval'):
+    config_lib.check_same_model(config, FLAGS.model_dir)
   strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu,
                                          FLAGS.num_gpus)
   with Trainer(config, build_task(config, FLAGS.data_dir), strategy,
@@ -82,7 +84,7 @@ def main(argv):
         # Once the run has started: a failed start rewrites nothing.
         if trainer.is_chief:
           config_lib.save_experiment(
-              config, os.path.join(FLAGS.model_dir, 'params.yaml'))
+              config, os.path.join(FLAGS.model_dir, config_lib.PARAMS_FILE))
       trainer.train(evaluate=FLAGS.mode == 'train_and_eval',
                     on_start=save_params)
     elif FLAGS.mode == 'eval':
