@@ -71,10 +71,12 @@ flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   "Compute dtype of the exported network (default: the "
                   "model's, float32); needs --fold_batchnorm.")
 flags.DEFINE_bool('xla', False, 'Compile the network with XLA (each new '
-                  'batch size compiles on its first call). On a CPU: '
-                  'faster for float32 at batch 1, slower at batch 8 and '
-                  "in bfloat16. Postprocessing stays TensorFlow's fused "
-                  'NMS kernel.')
+                  'batch size compiles on its first call). It pays on some '
+                  'CPUs and costs on others (float32, batch 1: 1.15x MG '
+                  'with AMX, 0.95x on AVX-512 without; bfloat16 is '
+                  'slower with it on both): measure with '
+                  'scripts/benchmark.py --sections=export. Postprocessing '
+                  "stays TensorFlow's fused NMS kernel.")
 flags.DEFINE_integer('top_k', 5, 'Classification: top-k outputs.')
 flags.mark_flag_as_required('config_file')
 
