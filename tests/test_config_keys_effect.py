@@ -29,6 +29,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from spinenet_tf.models import backbone as backbone_lib
+from spinenet_tf.models import factory
 from spinenet_tf.training import config as config_lib
 from spinenet_tf.training import optimization, tasks
 from spinenet_tf.training import strategy as strategy_lib
@@ -231,9 +232,13 @@ def test_model_keys_are_builder_keywords():
             set(builder_walk.CLASSIFIER_VALUES) |
             set(builder_walk.BACKBONE_VALUES) |
             {'resample_alpha', 'decoder_kwargs'})
-  for task in config_lib.TASKS:
-    accepted = set(config_lib._model_keys(task))  # pylint: disable=protected-access
-    assert accepted - {'backbone', 'input_size', 'num_classes'} <= walked
+  # model.type (which detector) is shown in tests/test_detector_registry.py.
+  sections = [('classification', {})] + [
+      ('detection', {'type': name}) for name in factory.DETECTORS]
+  for task, model in sections:
+    accepted = set(config_lib.model_keys(task, model))
+    assert accepted - {'backbone', 'input_size', 'num_classes',
+                       'type'} <= walked
   assert set(backbone_lib.BACKBONE_OPTIONS) <= walked
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from spinenet_tf.detection import anchors as anchors_lib
 from spinenet_tf.detection import assigner
 from spinenet_tf.training import strategy as strategy_lib
-from spinenet_tf.training.tasks import trim_box_padding
+from spinenet_tf.training.tasks import trim_instance_padding
 from spinenet_tf.training.trainer import Trainer
 from tests.test_config_keys_effect import FakeDetection, _run_config
 
@@ -36,9 +36,18 @@ def _padded_batch(seed, real_counts, slots=20):
     ((3, 7, 0), 7), ((0, 0), 1), ((20, 1), 20), ((1,), 1)])
 def test_cut_ground_truth_gives_the_same_targets(real_counts, kept):
   boxes, classes = _padded_batch(len(real_counts), real_counts)
-  cut_boxes, cut_classes = trim_box_padding(tf.constant(boxes),
-                                            tf.constant(classes))
+  # Every per-instance label is cut together; the others stay whole.
+  masks = np.arange(boxes.shape[0] * boxes.shape[1] * 4, dtype=np.float32
+                    ).reshape((*boxes.shape[:2], 2, 2))
+  info = tf.ones([len(real_counts), 4])
+  cut = trim_instance_padding(
+      {'boxes': tf.constant(boxes), 'classes': tf.constant(classes),
+       'masks': tf.constant(masks), 'image_info': info},
+      ('boxes', 'classes', 'masks'))
+  cut_boxes, cut_classes = cut['boxes'], cut['classes']
   assert cut_boxes.shape[1] == cut_classes.shape[1] == kept
+  np.testing.assert_array_equal(cut['masks'], masks[:, :kept])
+  assert cut['image_info'] is info
   full = assigner.assign_targets(ANCHORS, boxes, classes)
   cut = assigner.assign_targets(ANCHORS, cut_boxes, cut_classes)
   for key, value in full.items():

@@ -157,31 +157,43 @@ def _folded_copy(model):
   return copy
 
 
+def _fold_retinanet(model):
+  """A RetinaNet's folded copy: the backbone's units folded, the head's
+  shared convs with their per-level norms in a `FoldedRetinaNetHead`."""
+  backbone = _folded_copy(model.backbone)
+  head = FoldedRetinaNetHead(model.head)
+  inputs = keras.Input(shape=model.image_shape, name='image')
+  features = backbone(inputs)
+  if model.decoder is not None:  # the FPN's BNs follow biased convs: kept
+    features = _folded_copy(model.decoder)(features)
+  class_outputs, box_outputs = head(features)
+  return keras.Model(inputs, {'class_outputs': class_outputs,
+                              'box_outputs': box_outputs},
+                     name=f'{model.name}_folded')
+
+
+# Models whose folding is not a copy with each unit folded: model class ->
+# fold(model) (the first class `model` is an instance of).
+FOLDERS = {RetinaNet: _fold_retinanet}
+
+
 def fold_batchnorm(model, dtype=None):
   """An inference copy of `model` with BatchNorm folded into the convs.
 
   Args:
-    model: a `RetinaNet`, a classifier from `build_classifier`, a
-      `SpineNet`, or any Keras model made of `ConvNormAct` units.
+    model: a `RetinaNet` (or another class of FOLDERS), a classifier from
+      `build_classifier`, a `SpineNet`, or any Keras model made of
+      `ConvNormAct` units.
     dtype: dtype policy of the copy ('float32', 'bfloat16', ...); default
       the global policy. Folding itself is computed in float64.
 
   Returns:
     A keras.Model with the same inputs and output structure.
   """
+  fold = next((f for cls, f in FOLDERS.items() if isinstance(model, cls)),
+              _folded_copy)
   with compat.dtype_policy_scope(dtype):
-    if not isinstance(model, RetinaNet):
-      return _folded_copy(model)
-    backbone = _folded_copy(model.backbone)
-    head = FoldedRetinaNetHead(model.head)
-    inputs = keras.Input(shape=model.image_shape, name='image')
-    features = backbone(inputs)
-    if model.decoder is not None:  # the FPN's BNs follow biased convs: kept
-      features = _folded_copy(model.decoder)(features)
-    class_outputs, box_outputs = head(features)
-    return keras.Model(inputs, {'class_outputs': class_outputs,
-                                'box_outputs': box_outputs},
-                       name=f'{model.name}_folded')
+    return fold(model)
 
 
 def max_abs_difference(model, folded, images):

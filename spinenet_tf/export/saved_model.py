@@ -31,7 +31,7 @@ graph of ours runs, without a check: values are truncated and wrap modulo
 256 (0.9 -> 0, 255.9 -> 255, 256.0 -> 0, -1.0 -> 255), so an image on the
 0..1 scale arrives black. No check inside the graph can see that.
 
-Outputs, detection (a `RetinaNet`):
+Outputs, detection (a `Detector`: its `output_spec`; a RetinaNet's):
   boxes float32 [N, D, 4] (ymin, xmin, ymax, xmax) in pixels of each input
   image, clipped to it; scores float32 [N, D]; classes int32 [N, D] (-1:
   padding); num_detections int32 [N].
@@ -86,7 +86,7 @@ from absl import logging
 from spinenet_tf.data import image_ops
 from spinenet_tf.detection import tf_postprocess
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
-from spinenet_tf.models.retinanet import RetinaNet
+from spinenet_tf.models.detector import Detector
 
 SIGNATURE_KEYS = ('serving_default', 'serving_float', 'image_bytes',
                   'tf_example')
@@ -261,7 +261,8 @@ class ServingModule(tf.Module):
   """The serving functions of a detector or classifier (see module doc).
 
   Args:
-    model: a `RetinaNet` or a classifier with a fixed input size.
+    model: a `Detector` (RetinaNet) or a classifier with a fixed input
+      size.
     fold: fold BatchNorm into the convolutions.
     dtype: compute dtype of the network ('float32', 'bfloat16'); default
       the model's. Needs `fold` (the folded copy is built in that dtype).
@@ -272,11 +273,13 @@ class ServingModule(tf.Module):
   def __init__(self, model, fold=True, dtype=None, jit_compile=False,
                top_k=5):
     super().__init__(name='serving')
-    self.is_detector = isinstance(model, RetinaNet)
-    self.image_size = tuple(model.inputs[0].shape[1:3])
+    self.is_detector = isinstance(model, Detector)
+    input_shape = (model.image_shape if self.is_detector
+                   else model.inputs[0].shape[1:])
+    self.image_size = tuple(input_shape[:2])
     if None in self.image_size:
       raise ValueError(f'{model.name}: serving needs a fixed input size, got '
-                       f'{model.inputs[0].shape}.')
+                       f'{input_shape}.')
     if dtype is not None and not fold:
       raise ValueError('dtype needs fold=True.')
     self.network = fold_batchnorm(model, dtype) if fold else model
@@ -286,11 +289,8 @@ class ServingModule(tf.Module):
     self.network_variables = list(self.network.weights)
     if self.is_detector:
       self._postprocess = model.postprocess
-      slots = model.settings['max_detections']
-      shapes = {'boxes': ([slots, 4], tf.float32),
-                'scores': ([slots], tf.float32),
-                'classes': ([slots], tf.int32),
-                'num_detections': ([], tf.int32)}
+      shapes = {k: (shape, tf.as_dtype(dtype))
+                for k, (shape, dtype) in model.output_spec().items()}
     else:
       classes = model.outputs[0].shape[-1]
       self.top_k = min(top_k, classes)

@@ -26,12 +26,16 @@ from spinenet_tf.detection import box_coder
 from spinenet_tf.io_utils import atomic_write
 from spinenet_tf.export.fold_batchnorm import fold_batchnorm
 from spinenet_tf.export.saved_model import normalize
+from spinenet_tf.models.detector import Detector
 from spinenet_tf.models.retinanet import RetinaNet
 
 
 def _tflite_function(model):
   """The tf.function that gets converted (see module doc), on a folded copy
   of `model`."""
+  if isinstance(model, Detector) and not isinstance(model, RetinaNet):
+    raise ValueError(f'TFLite export takes a RetinaNet or a classifier, not '
+                     f'{type(model).__name__} {model.name!r}.')
   network = fold_batchnorm(model)
   size = tuple(model.inputs[0].shape[1:3])
   spec = tf.TensorSpec([1, *size, 3], tf.uint8, name='image')

@@ -6,20 +6,47 @@ experiment, as the trainer, the exporter and the search build it.
 
     task: detection          # or classification
     model:
+      type: retinanet        # detection: a key of DETECTORS (the default)
       backbone: '49'         # a build_backbone model id or a block-spec YAML
       input_size: 640        # or [height, width]; sides divisible by 128
       num_classes: 91        # detection: background slot 0 included
-      # Any other keyword of build_retinanet (min_level, max_level,
-      # num_convs, num_filters, activation, score_threshold,
-      # max_detections, backbone_kwargs, ...) or of build_classifier
-      # (level, dropout_rate, head, activation, ...).
+      # Any other keyword of the detector's builder (build_retinanet:
+      # min_level, max_level, num_convs, num_filters, activation,
+      # score_threshold, max_detections, backbone_kwargs, ...) or of
+      # build_classifier (level, dropout_rate, head, activation, ...).
+
+A detector plugs in by an entry in DETECTORS: the trainer, the JAX step and
+the export then reach it through the `models.detector.Detector` protocol.
 """
 
+import collections
+
+from spinenet_tf.models import retinanet
 from spinenet_tf.models.classifier import build_classifier
-from spinenet_tf.models.retinanet import build_retinanet
 
 TASKS = ('detection', 'classification')
 REQUIRED = ('backbone', 'input_size', 'num_classes')
+
+# A detector kind: build(backbone, num_classes, input_shape, **options)
+# returns a `model_class` (a `Detector`); `options`: its keyword defaults,
+# the config keys it takes besides the builder's own parameters.
+DetectorType = collections.namedtuple('DetectorType',
+                                      'build model_class options')
+DETECTORS = {
+    'retinanet': DetectorType(retinanet.build_retinanet, retinanet.RetinaNet,
+                              retinanet.DEFAULTS),
+}
+DEFAULT_DETECTOR = 'retinanet'
+
+
+def detector_type(model):
+  """The `DetectorType` a detection config's model section names
+  (model.type; RetinaNet when absent)."""
+  name = model.get('type', DEFAULT_DETECTOR)
+  if name not in DETECTORS:
+    raise ValueError(f'model.type must be one of {sorted(DETECTORS)}, got '
+                     f'{name!r}.')
+  return DETECTORS[name]
 # The other sections of a training experiment file (the fields of
 # training.config.ExperimentConfig besides task and model; a test keeps them
 # equal): a model config read from such a file leaves them out.
@@ -54,13 +81,19 @@ def _input_shape(input_size):
 
 
 def build_model_from_config(config):
-  """A `RetinaNet` (task detection) or classifier (task classification)."""
+  """A detector of model.type (task detection) or a classifier (task
+  classification)."""
   check_config(config)
   options = dict(config['model'])
   backbone = options.pop('backbone')
   input_shape = _input_shape(options.pop('input_size'))
   num_classes = options.pop('num_classes')
   if config['task'] == 'detection':
-    return build_retinanet(backbone, num_classes, input_shape, **options)
+    build = detector_type(options).build
+    options.pop('type', None)
+    return build(backbone, num_classes, input_shape, **options)
+  if 'type' in options:
+    raise ValueError('model.type names a detector; task classification '
+                     'takes none.')
   return build_classifier(num_classes, backbone, input_shape, **options)
 

@@ -26,6 +26,7 @@ from spinenet_tf.layers.fpn import FPN, FPN_OPTIONS
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
 from spinenet_tf.models import resnet
 from spinenet_tf.models.backbone import build_backbone
+from spinenet_tf.models.detector import Detector
 
 HEAD_ARGS = ('num_convs', 'num_filters', 'activation', 'use_sync_bn',
              'norm_momentum', 'norm_epsilon', 'kernel_regularizer',
@@ -85,9 +86,9 @@ def _settings(options):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RetinaNet(keras.Model):
+class RetinaNet(Detector, keras.Model):
   """RetinaNet: `backbone` features [-> `decoder`] -> `RetinaNetHead`, plus
-  anchors.
+  anchors (a `Detector`).
 
   Args:
     backbone: a keras.Model with a fixed (height, width, 3) input returning
@@ -107,6 +108,8 @@ class RetinaNet(keras.Model):
   Calling the model returns {'class_outputs': {level: [B, H, W, A * C]},
   'box_outputs': {level: [B, H, W, A * 4]}}.
   """
+
+  LOSS_NAMES = ('total_loss', 'class_loss', 'box_loss', 'num_positives')
 
   def __init__(self, backbone, num_classes, decoder=None, name='retinanet',
                trainable=True, **options):
@@ -180,12 +183,15 @@ class RetinaNet(keras.Model):
         s['focal_alpha'], s['focal_gamma'], s['huber_delta'],
         s['box_loss_weight'])
 
+  def training_losses(self, outputs, labels):
+    """`detection_losses` of labels {'boxes', 'classes'}."""
+    return self.detection_losses(outputs, labels['boxes'], labels['classes'])
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                    training=True):
     """The `fit` loss: detection total_loss plus regularisation losses."""
     del x, sample_weight, training
-    loss = self.detection_losses(y_pred, y['boxes'], y['classes'])[
-        'total_loss']
+    loss = self.training_losses(y_pred, y)['total_loss']
     return loss + ops.sum(self.losses) if self.losses else loss
 
   def postprocess(self, outputs, detect_fn=postprocess.detect):

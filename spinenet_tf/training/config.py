@@ -7,8 +7,9 @@
 Every key is checked: an unknown key, a value of the wrong type or outside
 its choices raises ValueError naming the dotted key. `model` holds the
 `export.model_config` layout (backbone, input_size, num_classes plus any
-keyword of `build_retinanet` / `build_classifier`); its extra keys are
-checked against those builders' signatures and defaults' types.
+keyword of the detector's builder (model.type: `models.factory.DETECTORS`)
+or of `build_classifier`); its extra keys are checked against those
+builders' signatures and defaults' types.
 """
 
 import dataclasses
@@ -28,7 +29,7 @@ from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
 from spinenet_tf.detection.coco_eval import METRICS as COCO_METRICS
 from spinenet_tf.layers.fpn import FPN_OPTIONS
 from spinenet_tf.models import backbone as backbone_lib
-from spinenet_tf.models import classifier, resnet, retinanet
+from spinenet_tf.models import classifier, factory, resnet, retinanet
 from spinenet_tf.models.factory import TASKS
 
 MODEL_REQUIRED = {'backbone': (str, int), 'input_size': (int, list),
@@ -223,11 +224,13 @@ def _from_dict(cls, data, prefix):
   return cls(**values)
 
 
-def _model_keys(task):
-  """{model key: its default} accepted by the task's builders."""
+def model_keys(task, model):
+  """{model key: its default} accepted by the builders of the task (and,
+  for detection, of the model.type the `model` section names)."""
   if task == 'detection':
-    builders = [retinanet.build_retinanet]
-    keys = dict(retinanet.DEFAULTS)
+    detector = factory.detector_type(model)
+    builders = [detector.build]
+    keys = dict(detector.options, type=None)
   else:
     builders = [classifier.build_classifier, backbone_lib.build_backbone,
                 backbone_lib.SpineNet.__init__]
@@ -256,7 +259,11 @@ def check_model(task, model):
     if not isinstance(model[key], types) or isinstance(model[key], bool):
       raise ValueError(f'config key model.{key} has the wrong type: '
                        f'{model[key]!r}.')
-  known = _model_keys(task)
+  detector = model.get('type', factory.DEFAULT_DETECTOR)
+  if task == 'detection' and detector not in factory.DETECTORS:
+    raise ValueError(f'config key model.type must be one of '
+                     f'{sorted(factory.DETECTORS)}, got {detector!r}.')
+  known = model_keys(task, model)
   for key, value in model.items():
     _check_known('model.', key, known, f' for task {task!r}')
     default = known[key]
@@ -578,6 +585,9 @@ def check_same_model(config, model_dir):
       {k: recorded[k] for k in RUN_DEFINING_SECTIONS if k in recorded}
   ).items() if k not in DETECTION_KEYS}
   current = results.flatten(config.as_dict())
+  for flat in (recorded, current):  # a detector without model.type: RetinaNet
+    if flat.get('task') == 'detection':
+      flat.setdefault('model.type', factory.DEFAULT_DETECTOR)
   changed = results.differences(
       recorded, {k: v for k, v in current.items() if k in recorded})
   if changed:

@@ -18,8 +18,9 @@ from keras import ops
 
 
 def detection_loss(model, outputs, labels):
-  """RetinaNet losses of `outputs` for labels {'boxes', 'classes'}."""
-  return model.detection_losses(outputs, labels['boxes'], labels['classes'])
+  """A detector's losses of `outputs` for its labels ({'boxes', 'classes'}
+  for a RetinaNet): `Detector.training_losses`."""
+  return model.training_losses(outputs, labels)
 
 
 def initial_state(model, optimizer):
@@ -56,7 +57,8 @@ def train_step(model, optimizer, loss_fn, l2_weight_decay=0.0):
   """jit(fn(state, images, labels)) -> (new state, losses).
 
   loss_fn(model, outputs, labels) -> dict with 'total_loss' (the tasks'
-  signature; `detection_loss` for a RetinaNet).
+  signature; `detection_loss` for a detector). A detector's training call
+  takes `model.training_inputs(images, labels)`.
 
   losses: what `loss_fn(model, float32 outputs, labels)` returns, plus
   l2_loss (l2_weight_decay * sum(w**2) / 2 over kernels, BN parameters and
@@ -67,8 +69,10 @@ def train_step(model, optimizer, loss_fn, l2_weight_decay=0.0):
   is_kernel = [v.path.endswith('kernel') for v in model.trainable_variables]
 
   def total_loss(trainable, non_trainable, images, labels):
+    inputs = (model.training_inputs(images, labels)
+              if hasattr(model, 'training_inputs') else images)
     outputs, non_trainable = model.stateless_call(
-        trainable, non_trainable, images, training=True)
+        trainable, non_trainable, inputs, training=True)
     outputs = jax.tree.map(lambda t: ops.cast(t, 'float32'), outputs)
     losses = dict(loss_fn(model, outputs, labels))
     kernels = [ops.sum(ops.square(ops.cast(w, 'float32')))

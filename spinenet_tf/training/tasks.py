@@ -2,10 +2,11 @@
 
 A task gives `build_model()`, `train_dataset(input_context)` (per-replica
 batches of the global batch, repeated), `eval_dataset(input_context)`
-(per-replica batches of this pipeline's share, one pass), `losses(model,
-outputs, labels)` -> dict of `LOSS_NAMES` with 'total_loss' (per replica;
-the loop divides by the number of replicas) and `evaluate(model, dataset,
-steps)` -> metrics, where `dataset` is `eval_dataset` itself (distributed
+(per-replica batches of this pipeline's share, one pass),
+`training_inputs(model, images, labels)` (what the model's training call
+takes), `losses(model, outputs, labels)` -> dict of `loss_names` with
+'total_loss' (per replica; the loop divides by the number of replicas) and
+`evaluate(model, dataset, steps)` -> metrics, where `dataset` is `eval_dataset` itself (distributed
 under the current strategy: `training/eval_loop.py`) or a tf.data.Dataset
 (one replica).
 """
@@ -28,7 +29,7 @@ from spinenet_tf.data.detection_input import (SYNTHETIC,
                                               build_detection_dataset)
 from spinenet_tf.detection import assigner
 from spinenet_tf.training.detection_eval import evaluate_detector
-from spinenet_tf.models.factory import build_model_from_config
+from spinenet_tf.models.factory import build_model_from_config, detector_type
 from spinenet_tf.training.eval_loop import EvalRun
 from spinenet_tf.viz.boxes import draw_detections
 
@@ -47,14 +48,14 @@ def _per_replica(data, input_context):
   return input_context.get_per_replica_batch_size(data.global_batch_size)
 
 
-def trim_box_padding(boxes, classes):
-  """Boxes [B, M, 4] and classes [B, M] cut after the last real box of the
-  batch (at least one slot). Nothing after it is ever matched, so the
-  anchor targets are the same."""
-  real = assigner.valid_ground_truth(boxes, classes)
+def trim_instance_padding(labels, keys=('boxes', 'classes')):
+  """`labels` with each of `keys` ([B, M, ...] per instance) cut after the
+  last real box of the batch (at least one slot). Nothing after it is ever
+  matched, so the targets are the same."""
+  real = assigner.valid_ground_truth(labels['boxes'], labels['classes'])
   slots = tf.range(1, tf.shape(real)[1] + 1)
   keep = tf.maximum(tf.reduce_max(tf.where(real, slots, 0)), 1)
-  return boxes[:, :keep], classes[:, :keep]
+  return {**labels, **{key: labels[key][:, :keep] for key in keys}}
 
 
 class Task:
@@ -84,16 +85,23 @@ class Task:
     losses. None here."""
     return labels
 
+  def training_inputs(self, model, images, labels):
+    """What `model(..., training=True)` takes: the images here."""
+    del model, labels
+    return images
+
 
 class DetectionTask(Task):
-  """RetinaNet: focal + Huber losses, COCO metrics (against the records'
-  boxes, or eval_data.annotation_file; per class by label map name)."""
-  LOSS_NAMES = ('total_loss', 'class_loss', 'box_loss', 'num_positives')
+  """A detector of model.type (`models.factory.DETECTORS`): its losses
+  (`Detector` protocol), COCO metrics (against the records' boxes, or
+  eval_data.annotation_file; per class by label map name)."""
 
   def __init__(self, config, data_dir=None):
     super().__init__(config, data_dir)
     self.label_map = (read_label_map(config.label_map) if config.label_map
                       else None)
+    self.detector_class = detector_type(config.model).model_class
+    self.loss_names = self.detector_class.LOSS_NAMES
 
   def _dataset(self, data, is_training, input_context=None, batch_size=None):
     data_dir = self._data_dir(data)
@@ -147,15 +155,17 @@ class DetectionTask(Task):
   def eval_dataset(self, input_context=None):
     return self._dataset(self.config.eval_data, False, input_context)
 
+  def training_inputs(self, model, images, labels):
+    return model.training_inputs(images, labels)
+
   def losses(self, model, outputs, labels):
-    return model.detection_losses(outputs, labels['boxes'], labels['classes'])
+    return model.training_losses(outputs, labels)
 
   def drop_padding(self, labels):
-    """The ground truth cut after the batch's last real box: the anchor
-    assignment compares every anchor with every slot, and the padding
-    (max_num_instances, 100 in the COCO configs) is most of them."""
-    boxes, classes = trim_box_padding(labels['boxes'], labels['classes'])
-    return {**labels, 'boxes': boxes, 'classes': classes}
+    """The ground truth cut after the batch's last real box: the target
+    assignment compares every anchor (or RoI) with every slot, and the
+    padding (max_num_instances, 100 in the COCO configs) is most of them."""
+    return trim_instance_padding(labels, self.detector_class.INSTANCE_LABELS)
 
   def evaluate(self, model, dataset=None, steps=0):
     """COCO metrics under the current strategy; `dataset`: `eval_dataset`
@@ -195,7 +205,7 @@ class DetectionTask(Task):
 
 class ClassificationTask(Task):
   """Cross-entropy (labels smoothed by the pipeline); top-1 / top-5."""
-  LOSS_NAMES = ('total_loss',)
+  loss_names = ('total_loss',)
 
   def _dataset(self, data, is_training, input_context=None):
     return build_classification_dataset(

@@ -172,8 +172,10 @@ class Trainer:
     if not self._static_shapes:
       labels = self.task.drop_padding(labels)
     with tf.GradientTape() as tape:
-      outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
-                                      model(images, training=True))
+      outputs = tf.nest.map_structure(
+          lambda t: tf.cast(t, tf.float32),
+          model(self.task.training_inputs(model, images, labels),
+                training=True))
       losses = dict(self.task.losses(model, outputs, labels))
       losses['l2_loss'] = l2_penalty(
           variables, self.config.optimizer.l2_weight_decay)
@@ -198,7 +200,7 @@ class Trainer:
 
   @property
   def loss_names(self):
-    return (*self.task.LOSS_NAMES, 'l2_loss', 'loss')
+    return (*self.task.loss_names, 'l2_loss', 'loss')
 
   def train_loop_fn(self):
     """The loop that `train` runs, as tf.function(iterator, num_steps) ->
