@@ -12,8 +12,9 @@ from tests import test_readme
 
 # Measured on this walkthrough, seeded and deterministic (WORKSPACE.md "Own
 # data"): AP50 0.310 on one 2-core CPU, 0.088 on an AMD EPYC without
-# AVX-512 (the same code and packages: the 300-step run's trajectory
-# depends on the CPU's float rounding). The bound is under both; an
+# AVX-512, 0.310 (AP 0.152) on an AMD EPYC with AVX-512 BF16, no AMX
+# (2026-12-07; the same code and packages: the 300-step run's trajectory
+# depends on the CPU's float rounding). The bound is under all three; an
 # untrained detector scores near 0. The recipe needs making robust.
 MIN_AP50 = 0.05
 
