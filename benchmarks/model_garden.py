@@ -86,3 +86,28 @@ def build_reference_resnet_classifier(depth, size, num_classes,
 def save_reference_model(model, directory):
   """Saves as Model Garden's trainer does: the model under 'model/'."""
   return tf.train.Checkpoint(model=model).save(str(directory) + '/ckpt')
+
+
+def build_reference_maskrcnn(experiment, size, num_classes, model_id=None,
+                             **head_overrides):
+  """Model Garden's Mask R-CNN as its `experiment` config builds it
+  ('maskrcnn_spinenet_coco', 'maskrcnn_resnetfpn_coco') at `size`, with
+  `num_classes`, optionally another SpineNet `model_id`, and head settings
+  by dotted name ('detection_head.num_convs': 1, ...)."""
+  from official.core import exp_factory
+  from official.vision.modeling import factory
+
+  model_config = exp_factory.get_exp_config(experiment).task.model
+  model_config.input_size = [size, size, 3]
+  model_config.num_classes = num_classes
+  if model_id is not None:
+    model_config.backbone.spinenet.model_id = model_id
+  for dotted, value in head_overrides.items():
+    head, key = dotted.split('.')
+    setattr(getattr(model_config, head), key, value)
+  model = factory.build_maskrcnn(
+      tf_keras.layers.InputSpec(shape=[None, size, size, 3]), model_config)
+  model(tf.zeros([1, size, size, 3]), image_shape=tf.constant([[size, size]],
+                                                              tf.float32),
+        training=False)  # builds the heads
+  return model, model_config

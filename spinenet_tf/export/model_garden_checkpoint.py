@@ -4,14 +4,15 @@ Backbones (SpineNet, SpineNet-Mobile, ResNet) and the FPN decoder are
 tf_keras functional models in Model Garden: their keys are
 `<prefix>layer_with_weights-K/...`, and `model_garden_graph` rebuilds which
 of our layers each K is (for SpineNet from our `NetworkPlan`, below; for
-ResNet and FPN in `model_garden_resnet`). The RetinaNet head is a plain
-layer, keyed by attribute (`_head/_cls_convs/0/kernel`). A classifier is a
+ResNet and FPN in `model_garden_resnet`). The RetinaNet head and Mask
+R-CNN's heads are plain layers, keyed by attribute (`_head/_cls_convs/0/
+kernel`, `rpn_head/_norms/0/0/gamma`). A classifier is a
 functional model: backbone, [BN], pooling, dropout, dense.
 
-`convert_checkpoint(path, model)` takes our backbone, our `RetinaNet` or a
-`build_classifier` model and the checkpoint of the same Model Garden model
-(a backbone can also come out of a RetinaNet or classifier checkpoint, e.g.
-an ImageNet ResNet-50). The SpineNet reference must have been built with a
+`convert_checkpoint(path, model)` takes our backbone, our `RetinaNet`, our
+`MaskRCNN` or a `build_classifier` model and the checkpoint of the same
+Model Garden model (a backbone can also come out of a RetinaNet or
+classifier checkpoint, e.g. an ImageNet ResNet-50). The SpineNet reference must have been built with a
 fixed input size, as Model Garden's configs do (with an unknown size it
 silently drops the output merges).
 """
@@ -26,6 +27,7 @@ from spinenet_tf.export.model_garden_graph import LayerGraph, WeightedLayer
 from spinenet_tf.export import model_garden_resnet
 from spinenet_tf.models import resnet
 from spinenet_tf.models.backbone import SpineNet, block_name, resample_name
+from spinenet_tf.models.maskrcnn import MaskRCNN
 from spinenet_tf.models.retinanet import RetinaNet
 
 _VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
@@ -182,6 +184,50 @@ def _head_targets(head, prefix):
     yield from _conv_targets(output, f'{prefix}{ref[2]}/')
 
 
+def _towers(pairs, prefix):
+  """Layers held in lists: (our list of convs or norms, reference name)."""
+  for layers, ref in pairs:
+    for i, layer in enumerate(layers):
+      if hasattr(layer, 'moving_mean'):
+        yield from _bn_targets(layer, f'{prefix}{ref}/{i}/')
+      else:
+        yield from _conv_targets(layer, f'{prefix}{ref}/{i}/')
+
+
+def _rcnn_head_targets(model, root):
+  """Mask R-CNN's heads under Model Garden's names (its detection head
+  sits under `_config_dict`, where MaskRCNNModel keeps it)."""
+  rpn, prefix = model.rpn_head, f'{root}rpn_head/'
+  yield from _towers([(rpn.convs, '_convs')], prefix)
+  for level_index, level in enumerate(rpn.levels):
+    yield from _towers([(rpn.norms[level], f'_norms/{level_index}')], prefix)
+  yield from _conv_targets(rpn.scores, f'{prefix}_classifier/')
+  yield from _conv_targets(rpn.boxes, f'{prefix}_box_regressor/')
+  box, prefix = model.box_head, f'{root}_config_dict/detection_head/'
+  yield from _towers([(box.convs, '_convs'), (box.conv_norms, '_conv_norms'),
+                      (box.fcs, '_fcs'), (box.fc_norms, '_fc_norms')], prefix)
+  yield from _conv_targets(box.classifier, f'{prefix}_classifier/')
+  yield from _conv_targets(box.box_regressor, f'{prefix}_box_regressor/')
+  mask, prefix = model.mask_head, f'{root}mask_head/'
+  yield from _towers([(mask.convs, '_convs'),
+                      (mask.conv_norms, '_conv_norms')], prefix)
+  yield from _conv_targets(mask.upsample, f'{prefix}_deconv/')
+  yield from _bn_targets(mask.upsample_norm, f'{prefix}_deconv_bn/')
+  yield from _conv_targets(mask.mask_logits, f'{prefix}_mask_regressor/')
+
+
+def _detector_parts(model, root, backbone_key, decoder_key):
+  """Backbone and decoder parts of a detector stored under `root`."""
+  order = _backbone_order(model.backbone)
+  parts = [('backbone', f'{root}{backbone_key}', order, list(
+      _functional_targets(model.backbone, order, f'{root}{backbone_key}')))]
+  if model.decoder is not None:
+    order = model_garden_resnet.fpn_layer_order(model.decoder)
+    parts.append(('decoder', f'{root}{decoder_key}', order, list(
+        _functional_targets(model.decoder, order, f'{root}{decoder_key}'))))
+  return parts
+
+
 def _find_backbone_prefix(keys, where, prefix):
   """The object path of the functional model holding the backbone's layers."""
   holders = {m.group(1) for m in map(_LAYER_RE.match, keys) if m}
@@ -232,16 +278,15 @@ def _targets(model, keys, where, prefix):
   [(part, prefix, weighted layers or None, [(key, our variable)])]."""
   if isinstance(model, RetinaNet):
     root = _find_root(keys, where, prefix, '_head/_classifier/', 'RetinaNet')
-    order = _backbone_order(model.backbone)
-    parts = [('backbone', f'{root}_backbone/', order, list(_functional_targets(
-        model.backbone, order, f'{root}_backbone/')))]
-    decoder = getattr(model, 'decoder', None)
-    if decoder is not None:
-      order = model_garden_resnet.fpn_layer_order(decoder)
-      parts.append(('decoder', f'{root}_decoder/', order, list(
-          _functional_targets(decoder, order, f'{root}_decoder/'))))
+    parts = _detector_parts(model, root, '_backbone/', '_decoder/')
     parts.append(('head', f'{root}_head/', None,
                   list(_head_targets(model.head, f'{root}_head/'))))
+    return root, parts
+  if isinstance(model, MaskRCNN):
+    root = _find_root(keys, where, prefix, 'rpn_head/_classifier/',
+                      'Mask R-CNN')
+    parts = _detector_parts(model, root, 'backbone/', 'decoder/')
+    parts.append(('heads', root, None, list(_rcnn_head_targets(model, root))))
     return root, parts
   if isinstance(model, (SpineNet, resnet.ResNet)):
     backbone_prefix = _find_backbone_prefix(keys, where, prefix)
@@ -286,7 +331,8 @@ def convert_checkpoint(checkpoint_path, model, prefix=None):
     checkpoint_path: a TF2 checkpoint (file prefix or directory; the latest
       checkpoint of a directory is used).
     model: our SpineNet / SpineNet-Mobile / ResNet backbone, our `RetinaNet`
-      on one (backbone, FPN decoder if any, head) or a `build_classifier`
+      on one (backbone, FPN decoder if any, head), our `MaskRCNN` (backbone,
+      FPN decoder if any, RPN, box and mask heads) or a `build_classifier`
       model with the dense head (backbone, head_norm, logits), built with
       the variant, levels and classes of the checkpoint.
     prefix: the object path in the checkpoint of the backbone (for a

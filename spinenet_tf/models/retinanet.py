@@ -22,10 +22,8 @@ from spinenet_tf.detection import anchors as anchors_lib
 from spinenet_tf.detection import assigner, box_coder, losses, postprocess
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
-from spinenet_tf.layers.fpn import FPN, FPN_OPTIONS
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
-from spinenet_tf.models import resnet
-from spinenet_tf.models.backbone import build_backbone
+from spinenet_tf.models import pyramid
 from spinenet_tf.models.detector import Detector
 
 HEAD_ARGS = ('num_convs', 'num_filters', 'activation', 'use_sync_bn',
@@ -244,8 +242,6 @@ class RetinaNet(Detector, keras.Model):
     return cls(**config)
 
 
-DECODERS = ('fpn',)
-
 
 def build_retinanet(backbone_model_id='49', num_classes=91,
                     input_shape=(640, 640, 3), min_level=3, max_level=7,
@@ -274,32 +270,9 @@ def build_retinanet(backbone_model_id='49', num_classes=91,
   """
   settings = _settings(options)
   checks.integer('num_classes', num_classes, 2)
-  for key, value in (('backbone_kwargs', backbone_kwargs),
-                     ('decoder_kwargs', decoder_kwargs)):
-    if value is not None and not isinstance(value, dict):
-      raise ValueError(f'{key} must be a mapping, got {value!r}.')
-  if decoder is not None and decoder not in DECODERS:
-    raise ValueError(f'decoder must be None or one of {list(DECODERS)}, got '
-                     f'{decoder!r}.')
-  is_resnet = (isinstance(backbone_model_id, str) and
-               resnet.is_resnet_id(backbone_model_id))
-  decoder = decoder or ('fpn' if is_resnet else None)
-  if decoder is None and decoder_kwargs:
-    raise ValueError(f'decoder_kwargs {sorted(decoder_kwargs)} need a '
-                     "decoder; pass decoder='fpn'.")
-  refuse_unknown_keywords('FPN (decoder_kwargs)', decoder_kwargs or {},
-                          FPN_OPTIONS)
-  shared = {k: settings[k] for k in ('activation', 'use_sync_bn',
-                                     'norm_momentum', 'norm_epsilon',
-                                     'kernel_regularizer')}
-  backbone_options = {**shared, **(backbone_kwargs or {})}
-  if is_resnet:
-    backbone = resnet.build_resnet(backbone_model_id, input_shape,
-                                   **backbone_options)
-  else:
-    backbone = build_backbone(backbone_model_id, input_shape, min_level,
-                              max_level, **backbone_options)
-  decoder_model = decoder and FPN(backbone.output_specs, min_level, max_level,
-                                  **{**shared, **(decoder_kwargs or {})})
+  backbone, decoder_model = pyramid.build_pyramid(
+      backbone_model_id, input_shape, min_level, max_level,
+      {k: settings[k] for k in pyramid.SHARED_KEYS}, backbone_kwargs,
+      decoder, decoder_kwargs)
   return RetinaNet(backbone, num_classes, decoder=decoder_model, name=name,
                    min_level=min_level, max_level=max_level, **options)

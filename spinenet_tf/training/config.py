@@ -29,7 +29,7 @@ from spinenet_tf.data.detection_input import SOURCES, SYNTHETIC
 from spinenet_tf.detection.coco_eval import METRICS as COCO_METRICS
 from spinenet_tf.layers.fpn import FPN_OPTIONS
 from spinenet_tf.models import backbone as backbone_lib
-from spinenet_tf.models import classifier, factory, resnet, retinanet
+from spinenet_tf.models import classifier, factory, pyramid, resnet
 from spinenet_tf.models.factory import TASKS
 
 MODEL_REQUIRED = {'backbone': (str, int), 'input_size': (int, list),
@@ -279,9 +279,9 @@ def check_model(task, model):
     if not ok:
       raise ValueError(f'config key model.{key} must be '
                        f'{type(default).__name__}, got {value!r}.')
-  if model.get('decoder') not in (None, *retinanet.DECODERS):
+  if model.get('decoder') not in (None, *pyramid.DECODERS):
     raise ValueError(f'config key model.decoder must be null or one of '
-                     f'{list(retinanet.DECODERS)}, got {model["decoder"]!r}.')
+                     f'{list(pyramid.DECODERS)}, got {model["decoder"]!r}.')
   if isinstance(model['backbone'], str) and resnet.is_resnet_id(
       model['backbone']):
     backbone_options = resnet.RESNET_OPTIONS
