@@ -165,6 +165,70 @@ def test_augmentation_keeps_boxes_on_the_content():
   assert flipped == {False, True}
 
 
+def test_instance_masks_follow_the_scale_crop_and_flip():
+  """The image is the masks themselves (an asymmetric triangle and a
+  rectangle, white on black): each instance's mask target equals the
+  parsed image over its box, mirrored or not."""
+  height, width = 240, 320
+  owner = np.zeros((height, width), np.int32)
+  y, x = np.mgrid[0:height, 0:width]
+  owner[(y >= 40) & (y < 140) & (x >= 30) & (x < 130) & (x - 30 < y - 40)] = 1
+  owner[150:220, 180:300] = 2
+  boxes = np.array([[41, 30, 140, 129], [150, 180, 220, 300]], np.float32)
+  image = np.repeat(((owner > 0) * 255).astype(np.uint8)[..., None], 3, -1)
+  masks = [png(((owner == i) * 255).astype(np.uint8)[..., None])
+           for i in (1, 2)]
+  decoded = detection_records.decode_example(record(
+      png(image), boxes / [height, width, height, width], [1, 2],
+      masks=masks))
+  flips = set()
+  for i in range(12):
+    out, labels, _ = detection_parser.parse_train(
+        decoded, tf.constant([i, 5]), SIZE, scale_range=(0.8, 1.5),
+        max_num_instances=4, mask_size=28)
+    assert labels['masks'].shape == (4, 28, 28)
+    content = (unnormalize(out).mean(-1) > 127.5).astype(np.float32)
+    for k in range(4):
+      target = labels['masks'][k].numpy()
+      if labels['classes'][k] == -1:
+        assert not target.any()
+        continue
+      ymin, xmin, ymax, xmax = labels['boxes'][k].numpy()
+      if min(ymax - ymin, xmax - xmin) < 12:
+        continue  # cut by the crop to a sliver
+      expected = tf.image.resize(
+          content[int(ymin):int(np.ceil(ymax)),
+                  int(xmin):int(np.ceil(xmax))][..., None],
+          [28, 28], 'area')[..., 0].numpy() > 0.5
+      got = target > 0.5
+      iou = (got & expected).sum() / max((got | expected).sum(), 1)
+      assert iou > 0.85, (i, k, iou)
+      if labels['classes'][k] == 1:  # the triangle tells the mirror
+        flips.add(bool(got[:, :14].sum() > got[:, 14:].sum()))
+  assert flips == {False, True}
+
+
+def test_a_record_with_another_mask_count_is_skipped_and_counted(tmp_path):
+  image, boxes = scene()
+  mask = png(np.zeros((240, 320, 1), np.uint8))
+  pattern = write(tmp_path, [
+      record(jpeg(image), boxes, [1], masks=[mask]),
+      record(jpeg(image), boxes, [1], masks=[]),
+      record(jpeg(image), boxes, [1], masks=[mask, mask])])
+  ds = detection_input.build_detection_dataset(
+      'tfrecord', True, SIZE, 1, file_pattern=pattern, mask_size=28,
+      num_classes=4, seed=1)
+  assert len(list(ds)) == 1
+  assert ds.skip_counter.skipped_records == 2
+
+
+def test_tfds_coco_asked_for_masks_says_it_has_none():
+  with pytest.raises(ValueError, match='TFDS coco/2017 carries no instance '
+                     'masks'):
+    detection_input.build_detection_dataset('tfds', True, SIZE, 2,
+                                            mask_size=28)
+
+
 def test_large_jpeg_uses_dct_scaling_and_stays_aligned():
   image, boxes = scene(768, 1024, box=(200, 300, 600, 500))
   decoded = example(jpeg(image), boxes, [1])

@@ -83,6 +83,9 @@ def test_records_hold_the_drawn_scenes(dataset):
       mask = owner == i + 1
       np.testing.assert_allclose(np.median(decoded[mask], axis=0),
                                  image[mask][0], atol=12)
+      # and its exact instance mask: the visible pixels
+      np.testing.assert_array_equal(
+          tf.io.decode_png(example['masks'][i])[..., 0].numpy() > 0, mask)
 
 
 def test_pipeline_reads_the_synthetic_records(dataset):

@@ -110,7 +110,7 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
                             shuffle_buffer=1000, seed=None,
                             deterministic=None, drop_remainder=None,
                             input_context=None, skip_counter=None,
-                            label_map=None):
+                            label_map=None, mask_size=None):
   """Batches of detection training or evaluation data.
 
   Args:
@@ -142,6 +142,9 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
     label_map: a `label_map.LabelMap`: a record holding a class id it does
       not have stops the pipeline with an InvalidArgumentError naming the
       id, the record (file#index) and the label map.
+    mask_size: training labels also get 'masks' [B, M, K, K], each
+      instance's mask over its box (records with `image/object/mask`; a
+      record without them, or with another count, is skipped and counted).
 
   Returns:
     A tf.data.Dataset of (images float32 [B, S, S, 3], labels) where labels
@@ -158,6 +161,10 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
                      "source='tfrecord'.")
   if source in SYNTHETIC and data_dir is None:
     raise ValueError(f'source={source!r} needs data_dir.')
+  if mask_size is not None and source == 'tfds':
+    raise ValueError('TFDS coco/2017 carries no instance masks: convert '
+                     'the COCO annotation JSON with spinenet-coco-to-tfrecord '
+                     "--include_masks and read it with source='tfrecord'.")
   split = split or ('train' if is_training else 'validation')
   if num_classes is None:
     num_classes = (SYNTHETIC[source].NUM_CLASSES if source in SYNTHETIC
@@ -181,7 +188,7 @@ def build_detection_dataset(source, is_training, output_size, batch_size, *,
     if is_training:
       image, labels, dropped = detection_parser.parse_train(
           example, augmentation_seed[0], output_size, scale_range, hflip,
-          num_classes, max_num_instances)
+          num_classes, max_num_instances, mask_size)
     else:
       image, labels, dropped = detection_parser.parse_eval(
           example, output_size, num_classes, max_num_instances)

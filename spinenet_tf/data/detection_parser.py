@@ -19,6 +19,11 @@ Outputs:
            image at the top left, zero padding (the mean colour) after it.
   labels   boxes [M, 4] float32 (ymin, xmin, ymax, xmax) in pixels of the
            output image; classes [M] int32; padding: zero boxes, class -1.
+  with masks (training, `mask_size` K): masks [M, K, K] float32 in [0, 1],
+           each instance's mask over its final box (Model Garden's
+           targets, cropped at 112 there), zeros for padding; a record
+           whose mask count, or a mask whose size, differs from its boxes
+           or image fails (skipped and counted by the caller).
   eval labels add is_crowd [M] bool, areas [M] float32 (original pixels),
            image_info [4, 2] float32 (original size, scaled size, scale,
            offset (0, 0); original boxes = boxes / scale; Model Garden's
@@ -71,8 +76,38 @@ def _output_boxes(boxes, decoded_size, origin, crop, scaled, flip):
   return tf.clip_by_value(boxes, 0.0, yxyx(scaled))
 
 
+def _instance_masks(pngs, boxes, size, decoded_size, origin, crop, scaled,
+                    flip, mask_size):
+  """Each PNG mask (full image) resampled over its final box [K, 4]
+  (pixels of the scaled, flipped crop) -> [K, mask_size, mask_size]."""
+  width = tf.cast(scaled[1], tf.float32)
+  unflipped = tf.cond(flip, lambda: tf.stack(
+      [boxes[:, 0], width - boxes[:, 3], boxes[:, 2], width - boxes[:, 1]],
+      axis=-1), lambda: boxes)
+
+  def yxyx(v):
+    return tf.cast(tf.tile(v, [2]), tf.float32)
+
+  normalised = (unflipped * (yxyx(crop) / yxyx(scaled)) + yxyx(origin)) / (
+      yxyx(decoded_size))
+
+  def decode(png):
+    mask = tf.io.decode_png(png, channels=1)
+    tf.debugging.assert_equal(
+        tf.shape(mask)[:2], tf.cast(size, tf.int32),
+        message='image/object/mask: a mask whose size is not the image\'s')
+    return tf.cast(mask > 0, tf.float32)
+
+  masks = tf.map_fn(decode, pngs, fn_output_signature=tf.TensorSpec(
+      [None, None, 1], tf.float32))
+  crops = tf.image.crop_and_resize(
+      masks, normalised, tf.range(tf.shape(boxes)[0]),
+      [mask_size, mask_size])[..., 0]
+  return tf.cond(flip, lambda: tf.reverse(crops, [2]), lambda: crops)
+
+
 def _parse(example, output_size, scale_factor, offset_fraction, flip,
-           keep_crowd, num_classes, max_num_instances):
+           keep_crowd, num_classes, max_num_instances, mask_size=None):
   """The shared parser: image, labels, eval extras (is_crowd, areas), the
   original and scaled size [2, 2], dropped counts."""
   pixels, size, decoded_size, window, scale = image_ops.decode_window(
@@ -103,6 +138,18 @@ def _parse(example, output_size, scale_factor, offset_fraction, flip,
   labels = {'boxes': _pad(tf.boolean_mask(boxes, inside), max_num_instances,
                           0.0),
             'classes': _pad(kept(example['classes']), max_num_instances, -1)}
+  if mask_size is not None:
+    tf.debugging.assert_equal(
+        tf.size(example['masks']), tf.size(example['classes']),
+        message='image/object/mask: the record has another number of '
+        'masks than boxes')
+    masks = _instance_masks(kept(example['masks'])[:max_num_instances],
+                            labels['boxes'][:tf.minimum(
+                                tf.reduce_sum(tf.cast(inside, tf.int32)),
+                                max_num_instances)],
+                            size, decoded_size, origin, crop, scaled, flip,
+                            mask_size)
+    labels['masks'] = _pad(masks, max_num_instances, 0.0)
   extras = {'is_crowd': kept(example['is_crowd']),
             'areas': kept(tf.where(example['areas'] < 0, box_areas,
                                    example['areas']))}
@@ -115,16 +162,19 @@ def _parse(example, output_size, scale_factor, offset_fraction, flip,
 
 
 def parse_train(example, seed, output_size, scale_range=(0.5, 2.0),
-                hflip=True, num_classes=91, max_num_instances=100):
-  """Training parser; `seed` (int [2]) makes the augmentation repeatable.
+                hflip=True, num_classes=91, max_num_instances=100,
+                mask_size=None):
+  """Training parser; `seed` (int [2]) makes the augmentation repeatable;
+  `mask_size`: also the instance masks (the example's 'masks').
 
-  Returns (image, {'boxes', 'classes'}, dropped).
+  Returns (image, {'boxes', 'classes'[, 'masks']}, dropped).
   """
   low, high = scale_range
   u = tf.random.stateless_uniform([4], seed)
   image, labels, _, _, dropped = _parse(
       example, output_size, low + (high - low) * u[0], u[1:3],
-      tf.logical_and(hflip, u[3] < 0.5), False, num_classes, max_num_instances)
+      tf.logical_and(hflip, u[3] < 0.5), False, num_classes, max_num_instances,
+      mask_size)
   return image, labels, dropped
 
 

@@ -41,6 +41,7 @@ _FEATURES = {
     'image/object/class/label': tf.io.VarLenFeature(tf.int64),
     'image/object/is_crowd': tf.io.VarLenFeature(tf.int64),
     'image/object/area': tf.io.VarLenFeature(tf.float32),
+    'image/object/mask': tf.io.VarLenFeature(tf.string),
     **{f'image/object/bbox/{c}': tf.io.VarLenFeature(tf.float32)
        for c in _COORDS},
 }
@@ -193,5 +194,6 @@ def decode_example(serialized):
       'is_crowd': _fit(dense['image/object/is_crowd'], n,
                        tf.constant(0, tf.int64)) > 0,
       'areas': _fit(dense['image/object/area'], n, -1.0),
+      'masks': dense['image/object/mask'],
   }
 

@@ -151,15 +151,18 @@ def draw_scene(rng, height, width, num_objects=None):
 
 def scene_example(scene, source_id):
   """A square scene (image, boxes, classes, owner) as a JPEG tf.Example;
-  each object's area is its visible pixel count."""
+  each object's area is its visible pixel count, its mask (a PNG) its
+  visible pixels."""
   image, boxes, classes, owner = scene
   size = image.shape[0]
   areas = np.bincount(owner.ravel(), minlength=len(classes) + 1)[1:]
   encoded = tf.io.encode_jpeg(image, quality=95,
                               chroma_downsampling=False).numpy()
+  masks = [tf.io.encode_png(((owner == i + 1) * 255).astype(np.uint8)[
+      ..., None]).numpy() for i in range(len(classes))]
   return detection_records.make_example(
       encoded, size, size, boxes / size, classes, source_id=source_id,
-      areas=areas)
+      areas=areas, masks=masks)
 
 
 def file_pattern(directory, split):

@@ -97,7 +97,8 @@ def sample_rois(proposals, gt_boxes, gt_classes, seed_generator,
     gt_boxes: [B, M, 4] pixels; gt_classes: [B, M], -1 padding.
 
   Returns:
-    dict rois [B, S, 4], classes [B, S] int32 (0 background),
+    dict rois [B, S, 4] (S: num_samples, or all P + M candidates when
+    fewer), classes [B, S] int32 (0 background),
     gt_boxes [B, S, 4] (the matched box, 0 for background), gt_indices
     [B, S] int32 (the matched instance, -1 for background).
   """
@@ -124,7 +125,7 @@ def sample_rois(proposals, gt_boxes, gt_classes, seed_generator,
   order = ops.arange(count, dtype='float32')
   keys = ops.where(sampled, 3.0 * count - order,
                    ops.where(positive, -order - 1.0, count - order))
-  indices = ops.top_k(keys, num_samples)[1]
+  indices = ops.top_k(keys, min(num_samples, count))[1]
   foreground = _gather(positive & sampled, indices)
   classes = ops.take_along_axis(ops.cast(gt_classes, 'int32'),
                                 _gather(matched, indices), axis=1)

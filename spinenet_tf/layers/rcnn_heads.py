@@ -18,30 +18,23 @@ followed by BatchNorm and the activation.
 import keras
 from keras import ops
 
-from spinenet_tf.layers.common import (PACKAGE, BatchNorm,
-                                       CheckpointListsMixin, Layer,
-                                       activation_fn, check_activation)
+from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.head_base import HeadBase
 
-# He-normal on fan-out (Model Garden's instance heads).
 def _he_fan_out():
+  """He-normal on fan-out (Model Garden's instance heads)."""
   return keras.initializers.VarianceScaling(
       scale=2.0, mode='fan_out', distribution='untruncated_normal')
 
 
-class _HeadBase(CheckpointListsMixin, Layer):
-  """Settings every head shares: activation, BatchNorm, regulariser."""
+class _Head(HeadBase):
+  """A head whose convs keep their bias, initialised as given."""
 
-  def __init__(self, num_convs, num_filters, activation, use_sync_bn,
-               norm_momentum, norm_epsilon, kernel_regularizer, **kwargs):
-    super().__init__(**kwargs)
-    self.num_convs = num_convs
-    self.num_filters = num_filters
-    self.activation = check_activation(activation)
-    self.use_sync_bn = use_sync_bn
-    self.norm_momentum = norm_momentum
-    self.norm_epsilon = norm_epsilon
-    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-    self._activation_fn = activation_fn(activation)
+  def _roi_tower(self):
+    """`num_convs` 3x3 convs (He fan-out) and their norms."""
+    return ([self._conv(self.num_filters, 3, _he_fan_out(), f'conv{i}')
+             for i in range(self.num_convs)],
+            [self.norm(f'conv_norm{i}') for i in range(self.num_convs)])
 
   def _conv(self, filters, kernel_size, initializer, name):
     return keras.layers.Conv2D(
@@ -49,26 +42,9 @@ class _HeadBase(CheckpointListsMixin, Layer):
         kernel_regularizer=self.kernel_regularizer, name=name,
         dtype=self.dtype_policy)
 
-  def _norm(self, name):
-    return BatchNorm(momentum=self.norm_momentum, epsilon=self.norm_epsilon,
-                     synchronized=self.use_sync_bn, name=name,
-                     dtype=self.dtype_policy)
-
-  def _norm_act(self, norm, x, training):
-    return self._activation_fn(norm(x, training=training))
-
-  def get_config(self):
-    return {**super().get_config(), 'num_convs': self.num_convs,
-            'num_filters': self.num_filters, 'activation': self.activation,
-            'use_sync_bn': self.use_sync_bn,
-            'norm_momentum': self.norm_momentum,
-            'norm_epsilon': self.norm_epsilon,
-            'kernel_regularizer': keras.regularizers.serialize(
-                self.kernel_regularizer)}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RPNHead(_HeadBase):
+class RPNHead(_Head):
   """Objectness logits and box deltas for a dict of features by level.
 
   Call returns (score_outputs, box_outputs), dicts {str(level):
@@ -88,17 +64,13 @@ class RPNHead(_HeadBase):
     normal = keras.initializers.RandomNormal
     self.convs = [self._conv(num_filters, 3, normal(stddev=0.01), f'conv{i}')
                   for i in range(num_convs)]
-    self.norms = {level: [self._norm(f'norm{i}_level{level}')
+    self.norms = {level: [self.norm(f'norm{i}_level{level}')
                           for i in range(num_convs)] for level in self.levels}
     self.scores = self._conv(num_anchors, 1, normal(stddev=1e-5), 'scores')
     self.boxes = self._conv(num_anchors * 4, 1, normal(stddev=1e-5), 'boxes')
 
   def build(self, input_shape):
-    missing = [level for level in self.levels if level not in input_shape]
-    if missing:
-      raise ValueError(f'{self.name}: features lack levels {missing}; got '
-                       f'{sorted(input_shape)}.')
-    shape = tuple(input_shape[self.levels[0]])
+    shape = self.level_shape(input_shape)
     tower_shape = shape[:-1] + (self.num_filters,)
     for i, conv in enumerate(self.convs):
       conv.build(shape if i == 0 else tower_shape)
@@ -113,7 +85,7 @@ class RPNHead(_HeadBase):
     for level in self.levels:
       x = features[level]
       for conv, norm in zip(self.convs, self.norms[level]):
-        x = self._norm_act(norm, conv(x), training)
+        x = self.norm_act(norm, conv(x), training)
       score_outputs[level] = self.scores(x)
       box_outputs[level] = self.boxes(x)
     return score_outputs, box_outputs
@@ -141,7 +113,7 @@ def _split_rois(x, num_rois):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FastRCNNHead(_HeadBase):
+class FastRCNNHead(_Head):
   """Class logits and class-specific box deltas of RoI features.
 
   Call on [B, R, S, S, C] returns (class_outputs [B, R, num_classes],
@@ -157,14 +129,12 @@ class FastRCNNHead(_HeadBase):
     self.num_classes = num_classes
     self.num_fcs = num_fcs
     self.fc_dims = fc_dims
-    self.convs = [self._conv(num_filters, 3, _he_fan_out(), f'conv{i}')
-                  for i in range(num_convs)]
-    self.conv_norms = [self._norm(f'conv_norm{i}') for i in range(num_convs)]
+    self.convs, self.conv_norms = self._roi_tower()
     fc_init = keras.initializers.VarianceScaling(
         scale=1 / 3, mode='fan_out', distribution='uniform')
     self.fcs = [self._dense(fc_dims, fc_init, f'fc{i}')
                 for i in range(num_fcs)]
-    self.fc_norms = [self._norm(f'fc_norm{i}') for i in range(num_fcs)]
+    self.fc_norms = [self.norm(f'fc_norm{i}') for i in range(num_fcs)]
     normal = keras.initializers.RandomNormal
     self.classifier = self._dense(num_classes, normal(stddev=0.01),
                                   'class_logits')
@@ -192,10 +162,10 @@ class FastRCNNHead(_HeadBase):
     num_rois = roi_features.shape[1]
     x = _merge_rois(roi_features)
     for conv, norm in zip(self.convs, self.conv_norms):
-      x = self._norm_act(norm, conv(x), training)
+      x = self.norm_act(norm, conv(x), training)
     x = ops.reshape(x, (-1, num_rois, x.shape[1] * x.shape[2] * x.shape[3]))
     for fc, norm in zip(self.fcs, self.fc_norms):
-      x = self._norm_act(norm, fc(x), training)
+      x = self.norm_act(norm, fc(x), training)
     return self.classifier(x), self.box_regressor(x)
 
   def get_config(self):
@@ -204,7 +174,7 @@ class FastRCNNHead(_HeadBase):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskHead(_HeadBase):
+class MaskHead(_Head):
   """Per-class mask logits of RoI features, read at each RoI's class.
 
   Call on (roi_features [B, R, S, S, C], roi_classes [B, R]) returns mask
@@ -217,14 +187,12 @@ class MaskHead(_HeadBase):
     super().__init__(num_convs, num_filters, activation, use_sync_bn,
                      norm_momentum, norm_epsilon, kernel_regularizer, **kwargs)
     self.num_classes = num_classes
-    self.convs = [self._conv(num_filters, 3, _he_fan_out(), f'conv{i}')
-                  for i in range(num_convs)]
-    self.conv_norms = [self._norm(f'conv_norm{i}') for i in range(num_convs)]
+    self.convs, self.conv_norms = self._roi_tower()
     self.upsample = keras.layers.Conv2DTranspose(
         num_filters, 2, strides=2, kernel_initializer=_he_fan_out(),
         kernel_regularizer=self.kernel_regularizer, name='upsample',
         dtype=self.dtype_policy)
-    self.upsample_norm = self._norm('upsample_norm')
+    self.upsample_norm = self.norm('upsample_norm')
     self.mask_logits = self._conv(num_classes, 1, _he_fan_out(),
                                   'mask_logits')
 
@@ -242,8 +210,8 @@ class MaskHead(_HeadBase):
     num_rois = roi_features.shape[1]
     x = _merge_rois(roi_features)
     for conv, norm in zip(self.convs, self.conv_norms):
-      x = self._norm_act(norm, conv(x), training)
-    x = self._norm_act(self.upsample_norm, self.upsample(x), training)
+      x = self.norm_act(norm, conv(x), training)
+    x = self.norm_act(self.upsample_norm, self.upsample(x), training)
     logits = _split_rois(self.mask_logits(x), num_rois)  # [B, R, H, W, K]
     classes = ops.cast(roi_classes, 'int32')[:, :, None, None, None]
     return ops.take_along_axis(logits, classes, axis=-1)[..., 0]

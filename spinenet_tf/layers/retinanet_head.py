@@ -10,13 +10,12 @@ import math
 
 import keras
 
-from spinenet_tf.layers.common import (PACKAGE, BatchNorm, Layer,
-                                       CheckpointListsMixin, activation_fn,
-                                       check_activation)
+from spinenet_tf.layers.common import PACKAGE
+from spinenet_tf.layers.head_base import HeadBase
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class RetinaNetHead(CheckpointListsMixin, Layer):
+class RetinaNetHead(HeadBase):
   """Class and box predictions for a dict of features {str(level): map}.
 
   Args:
@@ -35,20 +34,13 @@ class RetinaNetHead(CheckpointListsMixin, Layer):
                num_convs=4, num_filters=256, activation='relu',
                use_sync_bn=False, norm_momentum=0.99, norm_epsilon=1e-3,
                kernel_regularizer=None, prior_probability=0.01, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(num_convs, num_filters, activation, use_sync_bn,
+                     norm_momentum, norm_epsilon, kernel_regularizer, **kwargs)
     self.min_level = min_level
     self.max_level = max_level
     self.num_classes = num_classes
     self.num_anchors = num_anchors
-    self.num_convs = num_convs
-    self.num_filters = num_filters
-    self.activation = check_activation(activation)
-    self.use_sync_bn = use_sync_bn
-    self.norm_momentum = norm_momentum
-    self.norm_epsilon = norm_epsilon
-    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
     self.prior_probability = prior_probability
-    self._activation_fn = activation_fn(activation)
     self.levels = [str(level) for level in range(min_level, max_level + 1)]
     bias = -math.log((1 - prior_probability) / prior_probability)
     self.class_convs, self.class_norms, self.class_logits = self._subnet(
@@ -67,20 +59,14 @@ class RetinaNetHead(CheckpointListsMixin, Layer):
   def _subnet(self, prefix, outputs, output_bias):
     convs = [self._conv(self.num_filters, 0.01, 0.0, f'{prefix}_conv{i}')
              for i in range(self.num_convs)]
-    norms = {level: [BatchNorm(
-        momentum=self.norm_momentum, epsilon=self.norm_epsilon,
-        synchronized=self.use_sync_bn, name=f'{prefix}_norm{i}_level{level}',
-        dtype=self.dtype_policy) for i in range(self.num_convs)]
+    norms = {level: [self.norm(f'{prefix}_norm{i}_level{level}')
+                     for i in range(self.num_convs)]
              for level in self.levels}
     return convs, norms, self._conv(outputs, 1e-5, output_bias,
                                     f'{prefix}_output')
 
   def build(self, input_shape):
-    missing = [level for level in self.levels if level not in input_shape]
-    if missing:
-      raise ValueError(f'{self.name}: features lack levels {missing}; got '
-                       f'{sorted(input_shape)}.')
-    shape = tuple(input_shape[self.levels[0]])
+    shape = self.level_shape(input_shape)
     tower_shape = shape[:-1] + (self.num_filters,)
     for convs, norms, output in ((self.class_convs, self.class_norms,
                                   self.class_logits),
@@ -95,7 +81,7 @@ class RetinaNetHead(CheckpointListsMixin, Layer):
 
   def _tower(self, x, convs, norms, training):
     for conv, norm in zip(convs, norms):
-      x = self._activation_fn(norm(conv(x), training=training))
+      x = self.norm_act(norm, conv(x), training)
     return x
 
   def call(self, features, training=None):
@@ -111,11 +97,5 @@ class RetinaNetHead(CheckpointListsMixin, Layer):
   def get_config(self):
     return {**super().get_config(), 'min_level': self.min_level,
             'max_level': self.max_level, 'num_classes': self.num_classes,
-            'num_anchors': self.num_anchors, 'num_convs': self.num_convs,
-            'num_filters': self.num_filters, 'activation': self.activation,
-            'use_sync_bn': self.use_sync_bn,
-            'norm_momentum': self.norm_momentum,
-            'norm_epsilon': self.norm_epsilon,
-            'kernel_regularizer': keras.regularizers.serialize(
-                self.kernel_regularizer),
+            'num_anchors': self.num_anchors,
             'prior_probability': self.prior_probability}

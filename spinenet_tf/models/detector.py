@@ -17,14 +17,28 @@ A detector model (RetinaNet, and any other that plugs in beside it through
                       the TensorFlow export passes its own NMS kernels
 
 Everything here is `keras.ops` or plain Python: a detector also runs under
-the JAX backend.
+the JAX backend. A detector's config is its backbone, decoder, classes and
+`settings` (its option dict; `LIST_SETTINGS` are tuples there).
 """
+
+import keras
+
+
+def fixed_image_shape(backbone, detector):
+  """(height, width, 3) of `backbone`'s input; a ValueError unless fixed
+  (anchors are constants)."""
+  image_shape = tuple(backbone.inputs[0].shape[1:])
+  if None in image_shape[:2]:
+    raise ValueError(f'{detector} needs a backbone with a fixed input size '
+                     f'(anchors are constants), got {image_shape}.')
+  return image_shape
 
 
 class Detector:
   """The detector protocol (see module doc); a mix-in of a keras.Model."""
   LOSS_NAMES = ('total_loss',)
   INSTANCE_LABELS = ('boxes', 'classes')
+  LIST_SETTINGS = ('aspect_ratios',)
 
   def training_inputs(self, images, labels):
     """The images: the model's training call needs no ground truth."""
@@ -40,3 +54,21 @@ class Detector:
     slots = self.settings['max_detections']
     return {'boxes': ([slots, 4], 'float32'), 'scores': ([slots], 'float32'),
             'classes': ([slots], 'int32'), 'num_detections': ([], 'int32')}
+
+  def get_config(self):
+    settings = dict(self.settings)
+    for key in self.LIST_SETTINGS:
+      settings[key] = list(settings[key])
+    settings['kernel_regularizer'] = keras.regularizers.serialize(
+        keras.regularizers.get(settings['kernel_regularizer']))
+    return {'name': self.name, 'trainable': self.trainable,
+            'backbone': keras.saving.serialize_keras_object(self.backbone),
+            'decoder': keras.saving.serialize_keras_object(self.decoder),
+            'num_classes': self.num_classes, **settings}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    for part in ('backbone', 'decoder'):
+      config[part] = keras.saving.deserialize_keras_object(config.get(part))
+    return cls(**config)

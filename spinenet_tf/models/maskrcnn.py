@@ -33,7 +33,7 @@ from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
 from spinenet_tf.layers.rcnn_heads import FastRCNNHead, MaskHead, RPNHead
 from spinenet_tf.models import pyramid
-from spinenet_tf.models.detector import Detector
+from spinenet_tf.models.detector import Detector, fixed_image_shape
 
 DEFAULTS = dict(
     # Anchors and the feature levels (RPN, RoI align).
@@ -153,16 +153,14 @@ class MaskRCNN(Detector, keras.Model):
   LOSS_NAMES = ('total_loss', 'rpn_score_loss', 'rpn_box_loss',
                 'frcnn_class_loss', 'frcnn_box_loss', 'mask_loss')
   INSTANCE_LABELS = ('boxes', 'classes', 'masks')
+  LIST_SETTINGS = ('aspect_ratios', 'box_coder_weights')
 
   def __init__(self, backbone, num_classes, decoder=None, name='maskrcnn',
                trainable=True, **options):
     super().__init__(name=name, trainable=trainable)
     settings = _settings(options)
     checks.integer('num_classes', num_classes, 2)
-    image_shape = tuple(backbone.inputs[0].shape[1:])
-    if None in image_shape[:2]:
-      raise ValueError('MaskRCNN needs a backbone with a fixed input size '
-                       f'(anchors are constants), got {image_shape}.')
+    image_shape = fixed_image_shape(backbone, 'MaskRCNN')
     s = settings
     self.multilevel_anchors = anchors_lib.generate_anchors(
         image_shape, s['min_level'], s['max_level'], s['num_scales'],
@@ -347,24 +345,6 @@ class MaskRCNN(Detector, keras.Model):
     """Images -> dict boxes [B, D, 4], scores, classes (-1 padding),
     num_detections, masks [B, D, 2S, 2S]; model-input pixels."""
     return self.postprocess(self(images, training=False))
-
-  def get_config(self):
-    settings = dict(self.settings)
-    for key in ('aspect_ratios', 'box_coder_weights'):
-      settings[key] = list(settings[key])
-    settings['kernel_regularizer'] = keras.regularizers.serialize(
-        keras.regularizers.get(settings['kernel_regularizer']))
-    return {'name': self.name, 'trainable': self.trainable,
-            'backbone': keras.saving.serialize_keras_object(self.backbone),
-            'decoder': keras.saving.serialize_keras_object(self.decoder),
-            'num_classes': self.num_classes, **settings}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    for part in ('backbone', 'decoder'):
-      config[part] = keras.saving.deserialize_keras_object(config.get(part))
-    return cls(**config)
 
 
 def build_maskrcnn(backbone_model_id='49', num_classes=91,

@@ -24,7 +24,7 @@ from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
 from spinenet_tf.models import pyramid
-from spinenet_tf.models.detector import Detector
+from spinenet_tf.models.detector import Detector, fixed_image_shape
 
 HEAD_ARGS = ('num_convs', 'num_filters', 'activation', 'use_sync_bn',
              'norm_momentum', 'norm_epsilon', 'kernel_regularizer',
@@ -113,10 +113,7 @@ class RetinaNet(Detector, keras.Model):
                trainable=True, **options):
     settings = _settings(options)
     checks.integer('num_classes', num_classes, 2)
-    image_shape = tuple(backbone.inputs[0].shape[1:])
-    if None in image_shape[:2]:
-      raise ValueError('RetinaNet needs a backbone with a fixed input size '
-                       f'(anchors are constants), got {image_shape}.')
+    image_shape = fixed_image_shape(backbone, 'RetinaNet')
     multilevel_anchors = anchors_lib.generate_anchors(
         image_shape, settings['min_level'], settings['max_level'],
         settings['num_scales'], settings['aspect_ratios'],
@@ -223,23 +220,6 @@ class RetinaNet(Detector, keras.Model):
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     image_info = y.get('image_info') if isinstance(y, dict) else None
     return self.detect(x, image_info)
-
-  def get_config(self):
-    settings = dict(self.settings)
-    settings['aspect_ratios'] = list(settings['aspect_ratios'])
-    settings['kernel_regularizer'] = keras.regularizers.serialize(
-        keras.regularizers.get(settings['kernel_regularizer']))
-    return {'name': self.name, 'trainable': self.trainable,
-            'backbone': keras.saving.serialize_keras_object(self.backbone),
-            'decoder': keras.saving.serialize_keras_object(self.decoder),
-            'num_classes': self.num_classes, **settings}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    for part in ('backbone', 'decoder'):
-      config[part] = keras.saving.deserialize_keras_object(config.get(part))
-    return cls(**config)
 
 
 
