@@ -36,6 +36,7 @@ from spinenet_tf.training import strategy as strategy_lib
 from spinenet_tf.training import trainer as trainer_lib
 from spinenet_tf.training.trainer import Trainer
 
+from tests import test_maskrcnn_options_effect as maskrcnn_walk
 from tests import test_options_effect as builder_walk
 
 # key -> (probe, non-default value, other keys the value needs).
@@ -226,9 +227,11 @@ def test_key_without_effect_is_refused(key):
 
 def test_model_keys_are_builder_keywords():
   """Every key the `model` section accepts is a builder keyword walked by
-  tests/test_options_effect.py (or the three it is built from)."""
+  tests/test_options_effect.py or tests/test_maskrcnn_options_effect.py
+  (or the three it is built from)."""
   walked = (set(builder_walk.RETINANET_MODEL_VALUES) |
             set(builder_walk.RETINANET_OUTPUT_VALUES) |
+            set(maskrcnn_walk.MODEL_VALUES) | set(maskrcnn_walk.OUTPUT_VALUES) |
             set(builder_walk.CLASSIFIER_VALUES) |
             set(builder_walk.BACKBONE_VALUES) |
             {'resample_alpha', 'decoder_kwargs'})

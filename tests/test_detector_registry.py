@@ -80,10 +80,10 @@ def test_model_type_names_the_detector():
       {'task': 'detection', 'model': named.model})) is retinanet.RetinaNet
   assert 'type' not in base.model  # absent: RetinaNet, as before
   with pytest.raises(ValueError, match=r"config key model.type must be one "
-                     r"of \['retinanet'\], got 'yolo'"):
+                     r"of \['maskrcnn', 'retinanet'\], got 'yolo'"):
     _config('yolo')
   with pytest.raises(ValueError, match=r"model.type must be one of "
-                     r"\['retinanet'\], got 'yolo'"):
+                     r"\['maskrcnn', 'retinanet'\], got 'yolo'"):
     factory.build_model_from_config(
         {'task': 'detection', 'model': {**base.model, 'type': 'yolo'}})
   with pytest.raises(ValueError, match="unknown config key model.type for "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spinenet_tf.export.saved_model import ServingModule
 from spinenet_tf.models.maskrcnn import MaskRCNN, build_maskrcnn
 
 SIZE, CLASSES = 128, 5
@@ -126,3 +127,9 @@ def test_config_round_trip_rebuilds_the_same_model(model):
 def test_bad_options_are_refused_by_name(options, error, message):
   with pytest.raises(error, match=message):
     build_maskrcnn('49S', CLASSES, (SIZE, SIZE, 3), **options)
+
+
+def test_savedmodel_export_is_refused_until_it_serves_masks(model):
+  with pytest.raises(ValueError, match="MaskRCNN 'maskrcnn': its SavedModel "
+                     'export .* is not implemented yet'):
+    ServingModule(model)

@@ -274,6 +274,10 @@ class ServingModule(tf.Module):
                top_k=5):
     super().__init__(name='serving')
     self.is_detector = isinstance(model, Detector)
+    if self.is_detector and not model.SERVABLE:
+      raise ValueError(f'{type(model).__name__} {model.name!r}: its '
+                       'SavedModel export (detections with masks) is not '
+                       'implemented yet; a RetinaNet or a classifier exports.')
     input_shape = (model.image_shape if self.is_detector
                    else model.inputs[0].shape[1:])
     self.image_size = tuple(input_shape[:2])

@@ -15,6 +15,11 @@ A detector model (RetinaNet, and any other that plugs in beside it through
     output_spec()     {name: (shape per image, dtype name)} of `detect`
     postprocess(outputs, detect_fn)   raw outputs -> padded detections;
                       the TensorFlow export passes its own NMS kernels
+    detect(images, image_info=None)   images -> detections (original
+                      pixels with the eval parser's image_info)
+    TRAINING_MASK_SIZE  the side of the instance masks the training labels
+                      carry ('masks' [B, M, K, K]); None: no masks
+    SERVABLE          whether `export.saved_model` can serve it yet
 
 Everything here is `keras.ops` or plain Python: a detector also runs under
 the JAX backend. A detector's config is its backbone, decoder, classes and
@@ -39,6 +44,8 @@ class Detector:
   LOSS_NAMES = ('total_loss',)
   INSTANCE_LABELS = ('boxes', 'classes')
   LIST_SETTINGS = ('aspect_ratios',)
+  TRAINING_MASK_SIZE = None
+  SERVABLE = True
 
   def training_inputs(self, images, labels):
     """The images: the model's training call needs no ground truth."""
@@ -54,6 +61,13 @@ class Detector:
     slots = self.settings['max_detections']
     return {'boxes': ([slots, 4], 'float32'), 'scores': ([slots], 'float32'),
             'classes': ([slots], 'int32'), 'num_detections': ([], 'int32')}
+
+  def predict_step(self, data):
+    """`predict(x)` -> detections; with y = eval labels (image_info), in
+    original image pixels."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    image_info = y.get('image_info') if isinstance(y, dict) else None
+    return self.detect(x, image_info)
 
   def get_config(self):
     settings = dict(self.settings)

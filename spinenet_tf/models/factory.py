@@ -6,7 +6,8 @@ experiment, as the trainer, the exporter and the search build it.
 
     task: detection          # or classification
     model:
-      type: retinanet        # detection: a key of DETECTORS (the default)
+      type: retinanet        # detection: a key of DETECTORS (retinanet, the
+                             # default, or maskrcnn)
       backbone: '49'         # a build_backbone model id or a block-spec YAML
       input_size: 640        # or [height, width]; sides divisible by 128
       num_classes: 91        # detection: background slot 0 included
@@ -21,7 +22,7 @@ the export then reach it through the `models.detector.Detector` protocol.
 
 import collections
 
-from spinenet_tf.models import retinanet
+from spinenet_tf.models import maskrcnn, retinanet
 from spinenet_tf.models.classifier import build_classifier
 
 TASKS = ('detection', 'classification')
@@ -35,6 +36,8 @@ DetectorType = collections.namedtuple('DetectorType',
 DETECTORS = {
     'retinanet': DetectorType(retinanet.build_retinanet, retinanet.RetinaNet,
                               retinanet.DEFAULTS),
+    'maskrcnn': DetectorType(maskrcnn.build_maskrcnn, maskrcnn.MaskRCNN,
+                             maskrcnn.DEFAULTS),
 }
 DEFAULT_DETECTOR = 'retinanet'
 

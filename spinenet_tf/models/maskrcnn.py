@@ -154,6 +154,8 @@ class MaskRCNN(Detector, keras.Model):
                 'frcnn_class_loss', 'frcnn_box_loss', 'mask_loss')
   INSTANCE_LABELS = ('boxes', 'classes', 'masks')
   LIST_SETTINGS = ('aspect_ratios', 'box_coder_weights')
+  TRAINING_MASK_SIZE = 112  # Model Garden's parser crop (mask_crop_size)
+  SERVABLE = False  # the SavedModel's masks: issue 28, slice (c)
 
   def __init__(self, backbone, num_classes, decoder=None, name='maskrcnn',
                trainable=True, **options):
@@ -186,6 +188,14 @@ class MaskRCNN(Detector, keras.Model):
                               **shared)
     self.seed_generator = keras.random.SeedGenerator(s['seed'])
     self._build_heads()
+
+  def _trackable_children(self, save_type='checkpoint', **kwargs):
+    """TF checkpoints also hold the sampling's random state (not one of
+    Keras's `weights`), so that a resumed run draws on where it stopped."""
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == 'checkpoint':
+      children['seed_generator_state'] = self.seed_generator.state
+    return children
 
   def _build_heads(self):
     """Creates every head's variables from the pyramid's shapes."""
@@ -341,10 +351,16 @@ class MaskRCNN(Detector, keras.Model):
     detections['masks'] = ops.sigmoid(ops.cast(mask_logits, 'float32'))
     return detections
 
-  def detect(self, images):
+  def detect(self, images, image_info=None):
     """Images -> dict boxes [B, D, 4], scores, classes (-1 padding),
-    num_detections, masks [B, D, 2S, 2S]; model-input pixels."""
-    return self.postprocess(self(images, training=False))
+    num_detections, masks [B, D, 2S, 2S] (over each box). Boxes are in
+    model-input pixels, or in original pixels given the eval parser's
+    `image_info` [B, 4, 2]."""
+    detections = self.postprocess(self(images, training=False))
+    if image_info is not None:
+      detections['boxes'] = box_coder.to_original_pixels(
+          detections['boxes'], image_info)
+    return detections
 
 
 def build_maskrcnn(backbone_model_id='49', num_classes=91,

@@ -214,13 +214,6 @@ class RetinaNet(Detector, keras.Model):
           detections['boxes'], image_info)
     return detections
 
-  def predict_step(self, data):
-    """`predict(x)` -> detections; with y = eval labels (image_info), in
-    original image pixels."""
-    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-    image_info = y.get('image_info') if isinstance(y, dict) else None
-    return self.detect(x, image_info)
-
 
 
 def build_retinanet(backbone_model_id='49', num_classes=91,

@@ -116,7 +116,9 @@ class DetectionTask(Task):
         scale_range=tuple(data.scale_range), shuffle_buffer=data.shuffle_buffer,
         seed=data.seed, input_context=input_context,
         label_map=self.label_map,
-        skip_counter=self.train_skips if is_training else None)
+        skip_counter=self.train_skips if is_training else None,
+        mask_size=(self.detector_class.TRAINING_MASK_SIZE if is_training
+                   else None))
 
   def _ensure_synthetic(self, source, data_dir):
     """Writes a built-in dataset on first use (the demo needs no data),
