@@ -3,10 +3,6 @@ config on the synthetic shapes (records with instance masks), the step
 compiled by XLA (trainer.jit_compile, as TPUs need), checkpoints, resumes
 (without XLA) and evaluates box AP."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import tensorflow as tf
 
@@ -14,20 +10,17 @@ from spinenet_tf.checkpoints import load_checkpoint
 from spinenet_tf.export import model_config
 from spinenet_tf.models import factory
 from spinenet_tf.models.maskrcnn import MaskRCNN
+from tests import test_training_loop as training_loop
 
-ROOT = os.path.join(os.path.dirname(__file__), '..')
 SMALL = ('train_data.synthetic_num_images=16,eval_data.synthetic_num_images=8,'
          'train_data.global_batch_size=2,eval_data.global_batch_size=4,'
          'trainer.steps_per_loop=2,trainer.checkpoint_interval=2')
 
 
 def train_command(model_dir, data_dir, *args):
-  return subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'scripts', 'train.py'),
-       '--experiment=demo_maskrcnn_synthetic', f'--model_dir={model_dir}',
-       f'--data_dir={data_dir}', f'--params_override={SMALL}', *args],
-      capture_output=True, text=True, timeout=600,
-      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
+  return training_loop.train_command(
+      model_dir, data_dir, *args, experiment='demo_maskrcnn_synthetic',
+      small=SMALL)
 
 
 def test_demo_config_trains_resumes_and_evaluates(tmp_path):

@@ -21,12 +21,14 @@ SMALL = ('train_data.synthetic_num_images=16,eval_data.synthetic_num_images=8,'
          'trainer.steps_per_loop=2,trainer.checkpoint_interval=4')
 
 
-def train_command(model_dir, data_dir, *args):
+def train_command(model_dir, data_dir, *args,
+                  experiment='demo_retinanet_synthetic', small=SMALL):
+  """scripts/train.py of `experiment`, made small by `small`."""
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'scripts', 'train.py'),
-       '--experiment=demo_retinanet_synthetic', f'--model_dir={model_dir}',
-       f'--data_dir={data_dir}', f'--params_override={SMALL}', *args],
-      capture_output=True, text=True, timeout=300,
+       f'--experiment={experiment}', f'--model_dir={model_dir}',
+       f'--data_dir={data_dir}', f'--params_override={small}', *args],
+      capture_output=True, text=True, timeout=600,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
 
 

@@ -28,6 +28,8 @@ the JAX backend. A detector's config is its backbone, decoder, classes and
 
 import keras
 
+from spinenet_tf.detection import box_coder
+
 
 def fixed_image_shape(backbone, detector):
   """(height, width, 3) of `backbone`'s input; a ValueError unless fixed
@@ -61,6 +63,17 @@ class Detector:
     slots = self.settings['max_detections']
     return {'boxes': ([slots, 4], 'float32'), 'scores': ([slots], 'float32'),
             'classes': ([slots], 'int32'), 'num_detections': ([], 'int32')}
+
+  def detect(self, images, image_info=None):
+    """Images -> padded detections (`output_spec`), boxes (ymin, xmin,
+    ymax, xmax) in model-input pixels, or in pixels of the original images
+    when `image_info` [B, 4, 2] from the eval parser (row 2: the resize
+    scale (y, x)) is given."""
+    detections = self.postprocess(self(images, training=False))
+    if image_info is not None:
+      detections['boxes'] = box_coder.to_original_pixels(
+          detections['boxes'], image_info)
+    return detections
 
   def predict_step(self, data):
     """`predict(x)` -> detections; with y = eval labels (image_info), in

@@ -351,17 +351,6 @@ class MaskRCNN(Detector, keras.Model):
     detections['masks'] = ops.sigmoid(ops.cast(mask_logits, 'float32'))
     return detections
 
-  def detect(self, images, image_info=None):
-    """Images -> dict boxes [B, D, 4], scores, classes (-1 padding),
-    num_detections, masks [B, D, 2S, 2S] (over each box). Boxes are in
-    model-input pixels, or in original pixels given the eval parser's
-    `image_info` [B, 4, 2]."""
-    detections = self.postprocess(self(images, training=False))
-    if image_info is not None:
-      detections['boxes'] = box_coder.to_original_pixels(
-          detections['boxes'], image_info)
-    return detections
-
 
 def build_maskrcnn(backbone_model_id='49', num_classes=91,
                    input_shape=(640, 640, 3), min_level=3, max_level=7,

@@ -19,7 +19,7 @@ from keras import ops
 
 from spinenet_tf import checks
 from spinenet_tf.detection import anchors as anchors_lib
-from spinenet_tf.detection import assigner, box_coder, losses, postprocess
+from spinenet_tf.detection import assigner, losses, postprocess
 from spinenet_tf.layers.common import (PACKAGE, check_activation,
                                        refuse_unknown_keywords)
 from spinenet_tf.layers.retinanet_head import RetinaNetHead
@@ -199,21 +199,6 @@ class RetinaNet(Detector, keras.Model):
         class_logits, box_deltas, self.anchors, self.image_shape,
         s['max_detections'], s['score_threshold'], s['pre_nms_top_k'],
         s['iou_threshold'], s['class_agnostic_nms'], s['box_coder_weights'])
-
-  def detect(self, images, image_info=None):
-    """Images -> dict boxes [B, D, 4], scores [B, D], classes [B, D]
-    (-1 padding), num_detections [B].
-
-    Boxes are (ymin, xmin, ymax, xmax) in model-input pixels, or in pixels of
-    the original images when `image_info` [B, 4, 2] from the eval parser
-    (row 2: the resize scale (y, x)) is given.
-    """
-    detections = self.postprocess(self(images, training=False))
-    if image_info is not None:
-      detections['boxes'] = box_coder.to_original_pixels(
-          detections['boxes'], image_info)
-    return detections
-
 
 
 def build_retinanet(backbone_model_id='49', num_classes=91,
