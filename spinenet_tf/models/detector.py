@@ -7,7 +7,8 @@ A detector model (RetinaNet, and any other that plugs in beside it through
     LOSS_NAMES        the names `training_losses` returns, 'total_loss'
                       first (the trainer logs them in this order)
     INSTANCE_LABELS   the training labels with one slot per instance,
-                      [B, M, ...] (cut together after the last real one)
+                      [B, M, ...] (cut together after the last real one,
+                      outside XLA; () keeps M static)
     training_inputs(images, labels)   what `model(..., training=True)`
                       takes: the images, or the images with the ground
                       truth a model samples from inside its call

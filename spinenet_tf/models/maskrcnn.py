@@ -152,7 +152,9 @@ class MaskRCNN(Detector, keras.Model):
 
   LOSS_NAMES = ('total_loss', 'rpn_score_loss', 'rpn_box_loss',
                 'frcnn_class_loss', 'frcnn_box_loss', 'mask_loss')
-  INSTANCE_LABELS = ('boxes', 'classes', 'masks')
+  # None cut after the last real instance: the sampling's top-k over
+  # proposals + ground truth needs a static number of slots.
+  INSTANCE_LABELS = ()
   LIST_SETTINGS = ('aspect_ratios', 'box_coder_weights')
   TRAINING_MASK_SIZE = 112  # Model Garden's parser crop (mask_crop_size)
   SERVABLE = False  # the SavedModel's masks: issue 28, slice (c)
