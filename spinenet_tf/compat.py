@@ -22,7 +22,8 @@ optimizer hook.
   FLOPs.
 - Methods our subclasses override (`OVERRIDDEN`): `FusedSGD` replaces
   Keras's `_backend_update_step` and reads `_get_variable_index`;
-  `CheckpointListsMixin` extends `_trackable_children`. A Keras without
+  `CheckpointListsMixin` and `MaskRCNN` (its seed state) extend
+  `_trackable_children`. A Keras without
   them would leave the override unused without an error, so
   tests/test_compat.py checks each still exists.
 - `dtype_policy_scope`: layers built inside use a dtype policy (public

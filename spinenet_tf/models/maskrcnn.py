@@ -244,19 +244,26 @@ class MaskRCNN(Detector, keras.Model):
   def call(self, inputs, training=False):
     """Images -> inference outputs; `training_inputs` -> training outputs
     (see the module doc)."""
-    s = self.settings
     if isinstance(inputs, dict):
       return self._training_outputs(inputs, training)
-    features = self.pyramid(inputs, training)
+    features, _, _, rois = self._first_stage(inputs, training, 'rpn_test_')
+    class_outputs, box_outputs = self.box_head(
+        self._align(features, rois, self.settings['roi_size']),
+        training=training)
+    return {'features': features, 'rois': rois,
+            'class_outputs': class_outputs, 'box_outputs': box_outputs}
+
+  def _first_stage(self, images, training, prefix):
+    """(features, RPN scores, RPN boxes, proposals) with the proposal
+    settings of `prefix` ('rpn_': training, 'rpn_test_': inference)."""
+    s = self.settings
+    features = self.pyramid(images, training)
     rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
     rois, _ = proposals.propose_rois(
         rpn_scores, rpn_boxes, self.multilevel_anchors, self.image_shape,
-        s['rpn_test_pre_nms_top_k'], s['rpn_test_nms_iou_threshold'],
-        s['rpn_test_num_proposals'])
-    class_outputs, box_outputs = self.box_head(
-        self._align(features, rois, s['roi_size']), training=training)
-    return {'features': features, 'rois': rois,
-            'class_outputs': class_outputs, 'box_outputs': box_outputs}
+        s[f'{prefix}pre_nms_top_k'], s[f'{prefix}nms_iou_threshold'],
+        s[f'{prefix}num_proposals'])
+    return features, rpn_scores, rpn_boxes, rois
 
   def _align(self, features, boxes, size):
     return roi_align.multilevel_roi_align(features, boxes, size,
@@ -266,12 +273,8 @@ class MaskRCNN(Detector, keras.Model):
     s = self.settings
     gt_boxes = ops.cast(inputs['boxes'], 'float32')
     gt_classes = inputs['classes']
-    features = self.pyramid(inputs['image'], training)
-    rpn_scores, rpn_boxes = self.rpn_head(features, training=training)
-    rois, _ = proposals.propose_rois(
-        rpn_scores, rpn_boxes, self.multilevel_anchors, self.image_shape,
-        s['rpn_pre_nms_top_k'], s['rpn_nms_iou_threshold'],
-        s['rpn_num_proposals'])
+    features, rpn_scores, rpn_boxes, rois = self._first_stage(
+        inputs['image'], training, 'rpn_')
     samples = rcnn_targets.sample_rois(
         ops.stop_gradient(rois), gt_boxes, gt_classes, self.seed_generator,
         s['num_sampled_rois'], s['foreground_fraction'],
